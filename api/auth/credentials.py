@@ -1,0 +1,172 @@
+"""One credential resolver for HTTP and WebSocket.
+
+How a credential travels (query string, header, subprotocol, cookie) is read by
+`presented_*`; how it becomes a user (JWT + server-side session, or session cookie +
+Origin) is `CredentialResolver.resolve`. Both the REST dependency and the channel
+dependency call the same resolver, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from api.auth import sessions
+from api.auth.security import ACCESS, TICKET, TokenClaims, TokenCodec
+from api.errors import AuthFailure
+from api.realtime.protocol import (
+    INVALID_SESSION,
+    INVALID_TOKEN,
+    MISSING_CREDENTIALS,
+    ORIGIN_NOT_ALLOWED,
+)
+
+SESSION_COOKIE = "session"
+BEARER_SUBPROTOCOL = "bearer"
+
+# Consumes a ticket's jti (True the first time, False after); shared by all workers.
+TicketConsumer = Callable[[TokenClaims], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """What a request or handshake carried."""
+
+    token: str | None = None
+    cookie: str | None = None
+    origin: str | None = None
+    own_origin: str = ""
+    bearer_subprotocol: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    user_id: str
+    username: str
+    session_id: str
+    session_expires_at: datetime
+    via: Literal["token", "ticket", "cookie"]
+    token_exp: int | None = None
+
+
+def _own_origin(conn: HTTPConnection) -> str:
+    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    return f"{scheme}://{conn.headers.get('host', '')}"
+
+
+def _bearer(header: str | None) -> str | None:
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def presented_by_request(conn: HTTPConnection) -> Presented:
+    return Presented(
+        token=_bearer(conn.headers.get("authorization")),
+        cookie=conn.cookies.get(SESSION_COOKIE) or None,
+        origin=conn.headers.get("origin"),
+        own_origin=_own_origin(conn),
+    )
+
+
+def presented_by_websocket(conn: HTTPConnection) -> Presented:
+    """Query `token`, then `Authorization: Bearer`, then `bearer, <token>` subprotocols."""
+    subprotocols: list[str] = conn.scope.get("subprotocols", [])
+    offered = BEARER_SUBPROTOCOL in subprotocols
+    token = conn.query_params.get("token") or _bearer(conn.headers.get("authorization"))
+    if token is None and offered:
+        after = subprotocols[subprotocols.index(BEARER_SUBPROTOCOL) + 1 :]
+        token = after[0] if after else None
+    return Presented(
+        token=token or None,
+        cookie=conn.cookies.get(SESSION_COOKIE) or None,
+        origin=conn.headers.get("origin"),
+        own_origin=_own_origin(conn),
+        bearer_subprotocol=offered,
+    )
+
+
+class CredentialResolver:
+    """Turns a presented credential into a `Principal` or raises `AuthFailure(reason)`."""
+
+    def __init__(
+        self,
+        codec: TokenCodec,
+        session_factory: async_sessionmaker[AsyncSession],
+        allowed_origins: tuple[str, ...],
+        consume_ticket: TicketConsumer | None = None,
+    ) -> None:
+        self._codec = codec
+        self._session_factory = session_factory
+        self._allowed_origins = allowed_origins
+        self._consume_ticket = consume_ticket
+
+    def origin_allowed(self, presented: Presented) -> bool:
+        if presented.origin is None:
+            return False
+        allowed = self._allowed_origins or (presented.own_origin,)
+        return presented.origin.rstrip("/") in allowed
+
+    async def resolve(
+        self,
+        presented: Presented,
+        *,
+        check_origin: bool,
+        accept_tickets: bool = False,
+        item_id: str | None = None,
+    ) -> Principal:
+        """Check in the contract's order: presence, token claims, expiry, session; or
+        for a cookie, Origin (when `check_origin`), then session."""
+        if presented.token is not None:
+            return await self._from_token(presented.token, accept_tickets, item_id)
+        if presented.cookie is not None:
+            if check_origin and not self.origin_allowed(presented):
+                raise AuthFailure(ORIGIN_NOT_ALLOWED)
+            return await self._from_cookie(presented.cookie)
+        raise AuthFailure(MISSING_CREDENTIALS)
+
+    async def _from_token(self, token: str, accept_tickets: bool, item_id: str | None) -> Principal:
+        claims = self._codec.decode(token, types=(ACCESS, TICKET) if accept_tickets else (ACCESS,))
+        if claims.typ == TICKET:
+            # Consumed by its first presentation, whatever happens next.
+            if self._consume_ticket is None or not await self._consume_ticket(claims):
+                raise AuthFailure(INVALID_TOKEN)
+            if claims.item_id is not None and claims.item_id != item_id:
+                raise AuthFailure(INVALID_TOKEN)
+        async with self._session_factory() as db:
+            active = await sessions.by_id(db, claims.sid)
+        if active is None:
+            raise AuthFailure(INVALID_SESSION)
+        if active.user_id != claims.sub:
+            raise AuthFailure(INVALID_TOKEN)
+        return Principal(
+            user_id=active.user_id,
+            username=active.username,
+            session_id=active.session_id,
+            session_expires_at=active.expires_at,
+            via="ticket" if claims.typ == TICKET else "token",
+            token_exp=claims.exp if claims.typ == ACCESS else None,
+        )
+
+    async def _from_cookie(self, cookie: str) -> Principal:
+        if len(cookie) > 256:
+            raise AuthFailure(INVALID_SESSION)
+        async with self._session_factory() as db:
+            active = await sessions.by_secret(db, cookie)
+        if active is None:
+            raise AuthFailure(INVALID_SESSION)
+        return Principal(
+            user_id=active.user_id,
+            username=active.username,
+            session_id=active.session_id,
+            session_expires_at=active.expires_at,
+            via="cookie",
+        )

@@ -1,0 +1,144 @@
+"""Primitives: password hashing, session secrets, JWT encoding and verification."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from api.errors import AuthFailure
+from api.realtime.protocol import INVALID_TOKEN, TOKEN_EXPIRED
+
+ACCESS = "access"
+TICKET = "ticket"
+REQUIRED_CLAIMS = ("sub", "sid", "iat", "exp", "jti", "typ")
+
+_hasher = PasswordHasher()
+# Verified for unknown usernames so that they take as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_session_secret() -> str:
+    """An opaque cookie value: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    # A fast hash is right here: the secret has 256 bits of entropy, nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_secret(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    sub: str
+    sid: str
+    jti: str
+    typ: str
+    iat: int
+    exp: int
+    item_id: str | None = None
+
+
+class TokenCodec:
+    """Signs and verifies JWTs with one pinned algorithm and explicit leeway."""
+
+    def __init__(self, key: str, algorithm: str = "HS256", leeway: int = 0) -> None:
+        self._key = key
+        self._algorithm = algorithm
+        self._leeway = leeway
+
+    def encode(
+        self,
+        *,
+        sub: str,
+        sid: str,
+        typ: str,
+        ttl: int,
+        item_id: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[str, TokenClaims]:
+        now = now or datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "sub": sub,
+            "sid": sid,
+            "typ": typ,
+            "jti": secrets.token_urlsafe(12),
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        }
+        if item_id is not None:
+            claims["item_id"] = item_id
+        token = jwt.encode(claims, self._key, algorithm=self._algorithm)
+        return token, _claims(claims)
+
+    def decode(self, token: str, *, types: tuple[str, ...] = (ACCESS,)) -> TokenClaims:
+        """Verify signature, algorithm, claims and expiry, raising `AuthFailure`."""
+        try:
+            # Reject oversized tokens before any parsing work.
+            if len(token) > 4096:
+                raise jwt.InvalidTokenError("token too long")
+            # Verify the signature first, without expiry, so that a forged token is
+            # `invalid token` even when its exp is in the past (the contract's order).
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
+            )
+            claims = _claims(payload)
+        except (jwt.InvalidTokenError, TypeError, ValueError) as exc:
+            raise AuthFailure(INVALID_TOKEN) from exc
+        if claims.typ not in types:
+            raise AuthFailure(INVALID_TOKEN)
+        # A token is expired once now >= exp (PyJWT itself treats exp == now as valid).
+        if datetime.now(UTC).timestamp() >= claims.exp + self._leeway:
+            raise AuthFailure(TOKEN_EXPIRED)
+        return claims
+
+
+def _claims(payload: dict[str, Any]) -> TokenClaims:
+    for name in ("sub", "sid", "jti", "typ"):
+        if not isinstance(payload.get(name), str) or not payload[name]:
+            raise ValueError(f"claim {name} must be a non-empty string")
+    for name in ("iat", "exp"):
+        if not isinstance(payload.get(name), int | float) or isinstance(payload[name], bool):
+            raise ValueError(f"claim {name} must be a number")
+    item_id = payload.get("item_id")
+    if item_id is not None and not isinstance(item_id, str):
+        raise ValueError("claim item_id must be a string")
+    return TokenClaims(
+        sub=payload["sub"],
+        sid=payload["sid"],
+        jti=payload["jti"],
+        typ=payload["typ"],
+        iat=int(payload["iat"]),
+        exp=int(payload["exp"]),
+        item_id=item_id,
+    )

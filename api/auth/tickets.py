@@ -1,0 +1,34 @@
+"""Single-use channel tickets: the first presentation consumes one, on any worker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth.credentials import TicketConsumer
+from api.auth.security import TokenClaims
+from api.clock import utcnow
+from api.models import UsedTicket
+
+
+def ticket_consumer(session_factory: async_sessionmaker[AsyncSession]) -> TicketConsumer:
+    async def consume(claims: TokenClaims) -> bool:
+        # The primary key makes the insert the arbiter: of two concurrent uses, one wins.
+        async with session_factory() as db:
+            db.add(UsedTicket(jti=claims.jti, expires_at=datetime.fromtimestamp(claims.exp, UTC)))
+            try:
+                await db.commit()
+            except IntegrityError:
+                return False
+            return True
+
+    return consume
+
+
+async def forget_expired(db: AsyncSession) -> None:
+    """Expired tickets are refused by their `exp`; their jti need not be kept."""
+    await db.execute(delete(UsedTicket).where(UsedTicket.expires_at < utcnow()))
+    await db.commit()

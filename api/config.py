@@ -1,0 +1,87 @@
+"""Settings, read from the environment (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work; the message says what to change."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = ""
+    broker_url: str = "memory://"
+    secret_key: SecretStr | None = None
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    access_token_ttl: int = Field(900, ge=1)
+    session_ttl: int = Field(604800, ge=1)
+    ws_ticket_ttl: int = Field(60, ge=1)
+    max_message_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
+
+    # Beyond the contract's variables (documented in the README).
+    var_dir: Path = Path("var")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_leeway: int = Field(0, ge=0, le=300)
+    auto_migrate: bool = True
+    ws_queue_size: int = Field(1024, ge=1)
+    message_retention: int = Field(0, ge=0)
+    gap_check_interval: float = Field(1.0, gt=0)
+    log_json: bool = False
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        return value
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.var_dir / 'item-channels.db'}"
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The JWT key: configured, or generated once and kept in `var_dir`."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+        else:
+            key = _load_or_create_key(self.var_dir / SECRET_KEY_FILE)
+        if len(key.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return key
+
+
+def _load_or_create_key(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(48))
+    # link() is atomic and refuses to overwrite: workers starting together share one key.
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

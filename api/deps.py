@@ -1,0 +1,161 @@
+"""FastAPI dependencies, as `Annotated` aliases the routes declare."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketException, status
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from api.auth.credentials import (
+    BEARER_SUBPROTOCOL,
+    CredentialResolver,
+    Principal,
+    presented_by_request,
+    presented_by_websocket,
+)
+from api.auth.security import TokenCodec
+from api.config import Settings
+from api.errors import AuthFailure, NotFound
+from api.items import service
+from api.items.service import Access
+from api.realtime import protocol
+from api.realtime.broker import Broker
+from api.realtime.hub import Hub
+
+ITEM_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SINCE_RE = re.compile(r"[0-9]+")
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass
+class Runtime:
+    """Everything the lifespan builds, kept on `app.state.runtime`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    codec: TokenCodec
+    resolver: CredentialResolver
+    broker: Broker
+    hub: Hub
+
+
+def get_runtime(conn: HTTPConnection) -> Runtime:
+    return conn.app.state.runtime  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.session_factory() as db:
+        yield db
+
+
+DbDep = Annotated[AsyncSession, Depends(get_db)]
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+    """The caller of a REST endpoint, from a bearer token or the session cookie.
+
+    A cookie travels with cross-site requests, so state-changing calls authenticated by
+    it must come from an allowed Origin (CSRF); requests with no Origin header come from
+    non-browser clients and are let through.
+    """
+    presented = presented_by_request(request)
+    if (
+        presented.token is None
+        and presented.cookie is not None
+        and request.method in UNSAFE_METHODS
+        and presented.origin is not None
+        and not runtime.resolver.origin_allowed(presented)
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="origin not allowed")
+    try:
+        return await runtime.resolver.resolve(presented, check_origin=False)
+    except AuthFailure as exc:
+        raise unauthorized(exc.reason) from exc
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+class ChannelRejected(WebSocketException):
+    """Refuse a socket with 1008; the app's handler accepts first so the code arrives."""
+
+    def __init__(self, reason: str, subprotocol: str | None) -> None:
+        super().__init__(code=protocol.POLICY_VIOLATION, reason=reason)
+        self.subprotocol = subprotocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAccess:
+    """An authenticated, authorised socket that has not been accepted yet."""
+
+    principal: Principal
+    access: Access
+    since: int | None
+    subprotocol: str | None
+
+
+async def websocket_principal(websocket: WebSocket, runtime: RuntimeDep) -> Principal:
+    """The caller of a socket, or `ChannelRejected` naming the first failed check."""
+    presented = presented_by_websocket(websocket)
+    subprotocol = BEARER_SUBPROTOCOL if presented.bearer_subprotocol else None
+    item_id = websocket.path_params.get("item_id")
+    try:
+        return await runtime.resolver.resolve(
+            presented, check_origin=True, accept_tickets=True, item_id=item_id
+        )
+    except AuthFailure as exc:
+        raise ChannelRejected(exc.reason, subprotocol) from exc
+
+
+SocketUser = Annotated[Principal, Depends(websocket_principal)]
+
+
+async def channel_access(
+    websocket: WebSocket, item_id: str, principal: SocketUser, runtime: RuntimeDep
+) -> ChannelAccess:
+    """Credentials, then item access, then `since`: the channel's handshake checks."""
+    subprotocol = (
+        BEARER_SUBPROTOCOL if "bearer" in websocket.scope.get("subprotocols", []) else None
+    )
+    if not ITEM_ID_RE.fullmatch(item_id):
+        raise ChannelRejected(protocol.FORBIDDEN, subprotocol)
+    try:
+        # A short session of its own: a dependency-scoped one would be held open for
+        # the socket's whole life and exhaust the pool.
+        async with runtime.session_factory() as db:
+            standing = await service.access(db, item_id, principal.user_id)
+    except NotFound as exc:
+        raise ChannelRejected(protocol.FORBIDDEN, subprotocol) from exc
+    raw_since = websocket.query_params.get("since")
+    if raw_since is not None and not SINCE_RE.fullmatch(raw_since):
+        raise ChannelRejected(protocol.INVALID_SINCE, subprotocol)
+    since = None
+    if raw_since is not None:
+        # Anything past any possible seq is simply "above last_seq"; skip parsing huge ints.
+        since = int(raw_since) if len(raw_since) <= 18 else 10**18
+    return ChannelAccess(principal, standing, since, subprotocol)
+
+
+ChannelAccessDep = Annotated[ChannelAccess, Depends(channel_access)]

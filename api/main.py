@@ -1,0 +1,102 @@
+"""The application factory. `uvicorn api.main:app` serves the module-level `app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket
+from fastapi.exceptions import WebSocketRequestValidationError
+from starlette.exceptions import WebSocketException
+from starlette.websockets import WebSocketState
+
+from api import migrate
+from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
+from api.auth.security import TokenCodec
+from api.auth.tickets import ticket_consumer
+from api.config import Settings
+from api.db import make_engine, make_session_factory
+from api.deps import ChannelRejected, Runtime
+from api.items.messages import range_fetcher
+from api.logs import install_redaction
+from api.realtime import protocol
+from api.realtime.broker import broker_from_url
+from api.realtime.hub import Hub
+from api.realtime.presence import MemoryPresence
+from api.routes import auth, channel, items, ops
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    # Fail at start-up, not at the first login, when the key is unusable.
+    signing_key = settings.signing_key
+    install_redaction()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.effective_database_url
+        if url.startswith("sqlite"):
+            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url)
+        if settings.auto_migrate:
+            await migrate.upgrade(engine)
+        session_factory = make_session_factory(engine)
+        codec = TokenCodec(signing_key, settings.jwt_algorithm, settings.jwt_leeway)
+        broker = broker_from_url(settings.broker_url)
+        await broker.start()
+        hub = Hub(broker, MemoryPresence(), range_fetcher(session_factory))
+        await hub.start()
+        resolver = CredentialResolver(
+            codec, session_factory, settings.allowed_origins, ticket_consumer(session_factory)
+        )
+        app.state.runtime = Runtime(
+            settings=settings,
+            engine=engine,
+            session_factory=session_factory,
+            codec=codec,
+            resolver=resolver,
+            broker=broker,
+            hub=hub,
+        )
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await broker.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Item Channels",
+        version="0.1.0",
+        summary="Authenticated real-time channels per item.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
+    app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
+    for module in (auth, items, channel, ops):
+        app.include_router(module.router)
+    return app
+
+
+async def reject_socket(websocket: WebSocket, exc: Exception) -> None:
+    """Complete the handshake, then close with 1008 and the reason.
+
+    Closing before `accept()` makes uvicorn answer a bare HTTP 403, and browsers (and
+    most clients) never see the close code. The `bearer` subprotocol is echoed when it
+    was offered, or browsers fail the handshake instead.
+    """
+    if isinstance(exc, ChannelRejected):
+        subprotocol, code, reason = exc.subprotocol, exc.code, exc.reason or ""
+    elif isinstance(exc, WebSocketException):
+        subprotocol, code, reason = None, exc.code, exc.reason or ""
+    else:
+        subprotocol, code, reason = None, protocol.POLICY_VIOLATION, "invalid request"
+    if subprotocol is None and BEARER_SUBPROTOCOL in websocket.scope.get("subprotocols", []):
+        subprotocol = BEARER_SUBPROTOCOL
+    if websocket.application_state == WebSocketState.CONNECTING:
+        await websocket.accept(subprotocol=subprotocol)
+    if websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.close(code, reason)
+
+
+app = create_app()

@@ -1,0 +1,50 @@
+"""The broker: a tiny publish/subscribe interface between storing and delivering.
+
+Implementations are chosen by URL scheme (`memory://`, `redis://`) and imported lazily,
+so the embedded default needs no Redis client at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+
+class Subscription(Protocol):
+    """Payloads published on one channel after the subscription began, in order."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class Broker(Protocol):
+    """Fan-out bus shared by every worker.
+
+    Delivery is at most once and in publish order per publisher; the hub repairs what
+    a lossy transport drops, because every stored message can be re-read by `seq`.
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]: ...
+
+    async def ping(self) -> None:
+        """Raise when the broker cannot be reached."""
+        ...
+
+
+def broker_from_url(url: str) -> Broker:
+    scheme = url.partition("://")[0]
+    if scheme == "memory":
+        from api.realtime.memory import MemoryBroker
+
+        return MemoryBroker()
+    if scheme in ("redis", "rediss"):
+        from api.realtime.redis import RedisBroker
+
+        return RedisBroker(url)
+    raise ValueError(f"unsupported BROKER_URL scheme {scheme!r}: use memory:// or redis://")

@@ -1,0 +1,358 @@
+"""The hub: this process's sockets per item, fed from the broker.
+
+Each message reaches the hub once per process as pre-encoded text and is handed to
+every local socket's bounded outbox without awaiting anything, so a client that stops
+reading delays no one. Each outbox has one writer task that sends in `seq` order,
+drops duplicates and fills gaps from the store, so resume and lossy transports give
+every socket every message exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from api.realtime import protocol
+from api.realtime.broker import Broker
+from api.realtime.presence import Presence
+
+log = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+CloseSocket = Callable[[int, str], Awaitable[None]]
+# (item_id, after, upto) -> [(seq, frame text)] for after < seq <= upto, ascending.
+FetchRange = Callable[[str, int, int], Awaitable[list[tuple[int, str]]]]
+
+CONTROL_CHANNEL = "control"
+FILL_PAGE = 500
+
+
+def item_channel(item_id: str) -> str:
+    return f"item:{item_id}"
+
+
+def envelope(seq: int, frame: str) -> bytes:
+    """Broker payload: the seq (0 for unsequenced frames), a newline, the frame."""
+    return b"%d\n%s" % (seq, frame.encode())
+
+
+def open_envelope(payload: bytes) -> tuple[int, str]:
+    head, _, body = payload.partition(b"\n")
+    return int(head), body.decode()
+
+
+class _Close:
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class Outbox:
+    """One socket's outbound side: a bounded queue drained by one writer task.
+
+    Overflow policy: when `capacity` frames are waiting, the socket is detached at
+    once (nothing more is queued for it), its queue is dropped, and it is closed with
+    1013 `slow consumer`; the client reconnects with `since` and loses nothing.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_close",
+        "_closing",
+        "_fetch",
+        "_hub",
+        "_queue",
+        "_send",
+        "_wake",
+        "catch_up_to",
+        "item_id",
+        "last_seq",
+        "session_id",
+        "user_id",
+        "username",
+    )
+
+    def __init__(
+        self,
+        *,
+        item_id: str,
+        user_id: str,
+        username: str,
+        session_id: str,
+        send: SendText,
+        close: CloseSocket,
+        fetch: FetchRange,
+        capacity: int,
+    ) -> None:
+        self.item_id = item_id
+        self.user_id = user_id
+        self.username = username
+        self.session_id = session_id
+        self._send = send
+        self._close = close
+        self._fetch = fetch
+        self._capacity = capacity
+        self._queue: deque[tuple[int, str] | _Close] = deque()
+        self._wake = asyncio.Event()
+        self._closing: _Close | None = None
+        self._hub: Hub | None = None
+        # Highest seq sent; frames at or below it are duplicates.
+        self.last_seq = 0
+        # Messages up to here are read from the store before live frames are sent.
+        self.catch_up_to = 0
+
+    @property
+    def closing(self) -> _Close | None:
+        return self._closing
+
+    def push(self, seq: int, frame: str) -> None:
+        """Queue a frame without waiting; never blocks the fan-out."""
+        if self._closing is not None:
+            return
+        if len(self._queue) >= self._capacity:
+            self.request_close(protocol.TRY_AGAIN_LATER, protocol.SLOW_CONSUMER)
+            return
+        self._queue.append((seq, frame))
+        self._wake.set()
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close after the frame being sent, dropping what is queued."""
+        if self._closing is not None:
+            return
+        self._closing = _Close(code, reason)
+        if self._hub is not None:
+            self._hub.detach(self)
+        self._queue.clear()
+        self._queue.append(self._closing)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The writer: catch up from the store, then send queued frames in order."""
+        if self.catch_up_to > self.last_seq and self._closing is None:
+            await self._fill(self.catch_up_to)
+        queue = self._queue
+        while True:
+            if not queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            entry = queue.popleft()
+            if isinstance(entry, _Close):
+                await self._close(entry.code, entry.reason)
+                return
+            seq, frame = entry
+            if seq:
+                if seq <= self.last_seq:
+                    continue
+                if seq > self.last_seq + 1:
+                    await self._fill(seq - 1)
+                    if self._closing is not None:
+                        continue
+                self.last_seq = seq
+            await self._send(frame)
+
+    async def _fill(self, upto: int) -> None:
+        while self.last_seq < upto and self._closing is None:
+            page = await self._fetch(
+                self.item_id, self.last_seq, min(upto, self.last_seq + FILL_PAGE)
+            )
+            if not page:
+                # Pruned by retention: there is nothing to send below `upto`.
+                self.last_seq = upto
+                return
+            for seq, frame in page:
+                if self._closing is not None:
+                    return
+                self.last_seq = seq
+                await self._send(frame)
+
+
+@dataclass(eq=False)
+class _ItemState:
+    outboxes: set[Outbox] = field(default_factory=set)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    last_seq: int | None = None
+
+
+class Hub:
+    """Local sockets per item, one broker subscription per item per process."""
+
+    def __init__(self, broker: Broker, presence: Presence, fetch: FetchRange) -> None:
+        self.broker = broker
+        self.presence = presence
+        self.fetch = fetch
+        self._items: dict[str, _ItemState] = {}
+        self._by_session: defaultdict[str, set[Outbox]] = defaultdict(set)
+        self._control_task: asyncio.Task[None] | None = None
+        self._control_ready = asyncio.Event()
+        self.delivered = 0
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        self._control_task = asyncio.create_task(self._control_loop(), name="hub-control")
+        await self._control_ready.wait()
+
+    async def stop(self) -> None:
+        tasks = [s.task for s in self._items.values() if s.task] + [self._control_task]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._items.clear()
+
+    @property
+    def socket_count(self) -> int:
+        return sum(len(s.outboxes) for s in self._items.values())
+
+    # Sockets.
+
+    async def attach(self, outbox: Outbox) -> None:
+        """Start receiving the item's live frames into `outbox`."""
+        state = self._items.get(outbox.item_id)
+        if state is None:
+            state = self._items[outbox.item_id] = _ItemState()
+            state.task = asyncio.create_task(
+                self._item_loop(outbox.item_id, state), name=f"hub-item-{outbox.item_id}"
+            )
+        state.outboxes.add(outbox)
+        self._by_session[outbox.session_id].add(outbox)
+        outbox._hub = self
+        await state.ready.wait()
+
+    def detach(self, outbox: Outbox) -> None:
+        outbox._hub = None
+        sessions = self._by_session.get(outbox.session_id)
+        if sessions is not None:
+            sessions.discard(outbox)
+            if not sessions:
+                del self._by_session[outbox.session_id]
+        state = self._items.get(outbox.item_id)
+        if state is None:
+            return
+        state.outboxes.discard(outbox)
+        if not state.outboxes:
+            del self._items[outbox.item_id]
+            if state.task is not None:
+                state.task.cancel()
+
+    def move_session(self, outbox: Outbox, session_id: str) -> None:
+        """The socket is now governed by another session (after a token refresh)."""
+        if outbox._hub is None or outbox.session_id == session_id:
+            return
+        old = self._by_session.get(outbox.session_id)
+        if old is not None:
+            old.discard(outbox)
+            if not old:
+                del self._by_session[outbox.session_id]
+        outbox.session_id = session_id
+        self._by_session[session_id].add(outbox)
+
+    # Publishing.
+
+    async def publish_message(self, item_id: str, seq: int, frame: str) -> None:
+        await self.broker.publish(item_channel(item_id), envelope(seq, frame))
+
+    async def join(self, outbox: Outbox) -> None:
+        """Count the socket in presence; announce the user if it is their first."""
+        count = await self.presence.join(outbox.item_id, outbox.username, id(outbox))
+        if count is not None:
+            await self._announce(outbox.item_id, "join", outbox.username, count)
+
+    async def leave(self, outbox: Outbox) -> None:
+        count = await self.presence.leave(outbox.item_id, outbox.username, id(outbox))
+        if count is not None:
+            await self._announce(outbox.item_id, "leave", outbox.username, count)
+
+    async def _announce(self, item_id: str, event: str, username: str, count: int) -> None:
+        frame = protocol.encode(
+            protocol.PresenceFrame(event=event, user=username, count=count)  # type: ignore[arg-type]
+        )
+        await self.broker.publish(item_channel(item_id), envelope(0, frame))
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self._control({"op": "session", "sid": session_id})
+
+    async def revoke_member(self, item_id: str, user_id: str) -> None:
+        await self._control({"op": "member", "item": item_id, "user": user_id})
+
+    async def revoke_item(self, item_id: str) -> None:
+        await self._control({"op": "item", "item": item_id})
+
+    async def _control(self, command: dict[str, str]) -> None:
+        await self.broker.publish(CONTROL_CHANNEL, orjson.dumps(command))
+
+    # Receiving.
+
+    async def _item_loop(self, item_id: str, state: _ItemState) -> None:
+        try:
+            async with self.broker.subscribe(item_channel(item_id)) as sub:
+                state.ready.set()
+                async for payload in sub:
+                    seq, frame = open_envelope(payload)
+                    if seq:
+                        await self._deliver_in_order(item_id, state, seq, frame)
+                    else:
+                        self._fan_out(state, 0, frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("item subscription failed", extra={"item_id": item_id})
+            for outbox in list(state.outboxes):
+                outbox.request_close(protocol.TRY_AGAIN_LATER, "broker unavailable")
+        finally:
+            state.ready.set()
+
+    async def _deliver_in_order(
+        self, item_id: str, state: _ItemState, seq: int, frame: str
+    ) -> None:
+        last = state.last_seq
+        if last is not None:
+            if seq <= last:
+                return  # already delivered, through a gap fill
+            if seq > last + 1:
+                # A message published elsewhere was lost or overtaken: read it once
+                # for the whole process instead of once per socket.
+                for missing_seq, missing in await self.fetch(item_id, last, seq - 1):
+                    self._fan_out(state, missing_seq, missing)
+        state.last_seq = seq
+        self._fan_out(state, seq, frame)
+
+    def _fan_out(self, state: _ItemState, seq: int, frame: str) -> None:
+        for outbox in tuple(state.outboxes):
+            outbox.push(seq, frame)
+        self.delivered += len(state.outboxes)
+
+    async def _control_loop(self) -> None:
+        async with self.broker.subscribe(CONTROL_CHANNEL) as sub:
+            self._control_ready.set()
+            async for payload in sub:
+                try:
+                    self._apply(orjson.loads(payload))
+                except Exception:
+                    log.exception("bad control message")
+
+    def _apply(self, command: dict[str, str]) -> None:
+        op = command.get("op")
+        if op == "session":
+            for outbox in tuple(self._by_session.get(command["sid"], ())):
+                outbox.request_close(protocol.POLICY_VIOLATION, protocol.SESSION_REVOKED)
+        elif op in ("member", "item"):
+            state = self._items.get(command["item"])
+            if state is None:
+                return
+            for outbox in tuple(state.outboxes):
+                if op == "item" or outbox.user_id == command["user"]:
+                    outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)

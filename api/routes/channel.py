@@ -1,0 +1,257 @@
+"""The item channel: `WS /items/{item_id}/ws`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, WebSocket
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from api.auth import sessions
+from api.auth.credentials import Principal
+from api.deps import ChannelAccessDep, Runtime, RuntimeDep
+from api.errors import AuthFailure, Forbidden, NotFound
+from api.items import messages, service
+from api.items.service import Access
+from api.realtime import protocol
+from api.realtime.hub import Outbox
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["channel"])
+
+# How long a closing socket's writer may take to flush its close frame.
+CLOSE_GRACE = 5.0
+
+
+@router.websocket("/items/{item_id}/ws")
+async def item_channel(
+    websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep
+) -> None:
+    await websocket.accept(subprotocol=channel.subprotocol)
+    principal = channel.principal
+    item_id = channel.access.item_id
+    hub = runtime.hub
+    outbox = Outbox(
+        item_id=item_id,
+        user_id=principal.user_id,
+        username=principal.username,
+        session_id=principal.session_id,
+        send=websocket.send_text,
+        close=_closer(websocket),
+        fetch=hub.fetch,
+        capacity=runtime.settings.ws_queue_size,
+    )
+    socket = _Socket(websocket, runtime, outbox, principal, channel.access.can_publish)
+    await hub.attach(outbox)
+    writer: asyncio.Task[None] | None = None
+    try:
+        # Read after attaching: every message stored later is already on its way here.
+        async with runtime.session_factory() as db:
+            standing = await _access_or_none(db, item_id, principal.user_id)
+        if standing is None:
+            await websocket.close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+            return
+        ready, start_after = _ready_frame(runtime, principal, standing, channel.since)
+        await websocket.send_text(ready)
+        outbox.last_seq = start_after
+        outbox.catch_up_to = standing.last_seq
+        writer = asyncio.create_task(_run_writer(outbox), name="channel-writer")
+        await hub.join(outbox)
+        socket.arm_deadlines()
+        close = await socket.read_loop()
+        if close is not None:
+            outbox.request_close(*close)
+        if outbox.closing is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), CLOSE_GRACE)
+    finally:
+        socket.disarm_deadlines()
+        hub.detach(outbox)
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        with contextlib.suppress(Exception):
+            await hub.leave(outbox)
+
+
+async def _access_or_none(db: AsyncSession, item_id: str, user_id: str) -> Access | None:
+    try:
+        return await service.access(db, item_id, user_id)
+    except NotFound:
+        return None
+
+
+def _ready_frame(
+    runtime: Runtime, principal: Principal, standing: Access, since: int | None
+) -> tuple[str, int]:
+    """The `ready` frame and the seq after which this socket's stream starts."""
+    last_seq = standing.last_seq
+    recovered = None
+    start_after = last_seq
+    if since is not None:
+        retention = runtime.settings.message_retention
+        oldest_kept = max(1, last_seq - retention + 1) if retention else 1
+        recovered = since <= last_seq and since + 1 >= oldest_kept
+        start_after = min(max(since, oldest_kept - 1), last_seq)
+    frame = protocol.ReadyFrame(
+        item_id=standing.item_id,
+        user=protocol.UserInfo(id=principal.user_id, username=principal.username),
+        role=standing.role.value,
+        last_seq=last_seq,
+        recovered=recovered,
+    )
+    return protocol.encode(frame), start_after
+
+
+def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
+    async def close(code: int, reason: str) -> None:
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await websocket.close(code, reason)
+
+    return close
+
+
+async def _run_writer(outbox: Outbox) -> None:
+    # A send to a socket that went away ends the writer; the reader sees the disconnect.
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await outbox.run()
+
+
+class _Socket:
+    """The reading side of one channel socket, and its credential deadlines."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        runtime: Runtime,
+        outbox: Outbox,
+        principal: Principal,
+        can_publish: bool,
+    ) -> None:
+        self.websocket = websocket
+        self.runtime = runtime
+        self.outbox = outbox
+        self.principal = principal
+        self.can_publish = can_publish
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # Deadlines: the session's expiry, and the current access token's.
+
+    def arm_deadlines(self) -> None:
+        self.disarm_deadlines()
+        loop = asyncio.get_running_loop()
+        now = datetime.now(UTC).timestamp()
+        expires = self.principal.session_expires_at.timestamp()
+        self._timers.append(
+            loop.call_later(
+                max(0.0, expires - now),
+                self.outbox.request_close,
+                protocol.POLICY_VIOLATION,
+                protocol.SESSION_REVOKED,
+            )
+        )
+        if self.principal.token_exp is not None:
+            self._timers.append(
+                loop.call_later(
+                    max(0.0, self.principal.token_exp - now),
+                    self.outbox.request_close,
+                    protocol.POLICY_VIOLATION,
+                    protocol.TOKEN_EXPIRED,
+                )
+            )
+
+    def disarm_deadlines(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    # Frames from the client.
+
+    async def read_loop(self) -> tuple[int, str] | None:
+        """Handle frames until the peer leaves; a close to send when the peer broke a rule."""
+        limit = self.runtime.settings.max_message_bytes
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            text = message.get("text")
+            if text is None:
+                return protocol.UNSUPPORTED_DATA, "binary frames are not supported"
+            # Characters never outnumber bytes; encode only when it could matter.
+            if len(text) > limit // 4 and len(text.encode()) > limit:
+                return protocol.MESSAGE_TOO_BIG, "message too big"
+            await self.handle(text)
+
+    async def handle(self, text: str) -> None:
+        try:
+            frame = protocol.parse_client_frame(text)
+        except protocol.FrameError as exc:
+            self.error(protocol.BAD_REQUEST, exc.detail, exc.ref)
+            return
+        if isinstance(frame, protocol.PingFrame):
+            self.outbox.push(0, protocol.PONG)
+        elif isinstance(frame, protocol.PublishFrame):
+            await self.publish(frame)
+        else:
+            await self.refresh(frame)
+
+    def error(self, code: str, detail: str, ref: str | None = None) -> None:
+        self.outbox.push(0, protocol.error_frame(code, detail, ref))
+
+    async def publish(self, frame: protocol.PublishFrame) -> None:
+        if not self.can_publish:
+            self.error(protocol.FORBIDDEN, "readers cannot publish", frame.ref)
+            return
+        runtime = self.runtime
+        try:
+            msg = await messages.publish(
+                runtime.session_factory,
+                runtime.hub,
+                self.outbox.item_id,
+                self.principal.user_id,
+                self.principal.username,
+                messages.encode_data(frame.data),
+                runtime.settings.message_retention,
+            )
+        except Forbidden:
+            # The role changed since the handshake.
+            self.can_publish = False
+            self.error(protocol.FORBIDDEN, "readers cannot publish", frame.ref)
+            return
+        except NotFound:
+            self.outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+            return
+        self.outbox.push(0, protocol.encode(protocol.AckFrame(ref=frame.ref, seq=msg.seq)))
+
+    async def refresh(self, frame: protocol.RefreshFrame) -> None:
+        runtime = self.runtime
+        try:
+            claims = runtime.codec.decode(frame.token)
+        except AuthFailure as exc:
+            self.error(protocol.BAD_REQUEST, exc.reason)
+            return
+        if claims.sub != self.principal.user_id:
+            self.error(protocol.FORBIDDEN, "the token belongs to another user")
+            return
+        async with runtime.session_factory() as db:
+            active = await sessions.by_id(db, claims.sid)
+        if active is None:
+            self.error(protocol.BAD_REQUEST, protocol.INVALID_SESSION)
+            return
+        self.principal = Principal(
+            user_id=active.user_id,
+            username=active.username,
+            session_id=active.session_id,
+            session_expires_at=active.expires_at,
+            via="token",
+            token_exp=claims.exp,
+        )
+        runtime.hub.move_session(self.outbox, active.session_id)
+        self.arm_deadlines()

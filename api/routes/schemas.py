@@ -1,0 +1,92 @@
+"""REST request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+
+from api.clock import iso_z
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+ITEM_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+ItemId = Annotated[str, StringConstraints(pattern=ITEM_ID_PATTERN)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Credentials(_Body):
+    username: Username
+    password: Password
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int
+
+
+class LoginOut(TokenOut):
+    user: UserOut
+
+
+class TicketIn(_Body):
+    item_id: ItemId | None = None
+
+
+class TicketOut(BaseModel):
+    token: str
+    expires_in: int
+
+
+class ItemIn(_Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    id: ItemId | None = None
+
+
+class ItemOut(BaseModel):
+    id: str
+    name: str
+    owner: str
+    created_at: datetime
+
+    @field_serializer("created_at")
+    def _ts(self, value: datetime) -> str:
+        return iso_z(value)
+
+
+class MemberIn(_Body):
+    role: Literal["reader", "writer"]
+
+
+class MemberOut(BaseModel):
+    username: str
+    role: Literal["owner", "reader", "writer"]
+
+
+class MessageIn(BaseModel):
+    data: Any = Field(description="Any JSON value.")
+
+
+class MessageOut(BaseModel):
+    item_id: str
+    seq: int
+    sender: str
+    data: Any
+    ts: str
+
+
+class PresenceOut(BaseModel):
+    count: int
+    users: list[str]
