@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     message_retention: int = Field(0, ge=0)
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
+    # Server options used by `python -m api serve`.
+    ws_compression: bool = False
+    ws_ping_interval: float = Field(20.0, gt=0)
+    ws_ping_timeout: float = Field(20.0, gt=0)
+    shutdown_grace: float = Field(10.0, gt=0)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -17,12 +17,12 @@ from api.auth.tickets import ticket_consumer
 from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
-from api.items.messages import range_fetcher
+from api.items.feed import StoreFeed
 from api.logs import install_redaction
 from api.realtime import protocol
 from api.realtime.broker import broker_from_url
 from api.realtime.hub import Hub
-from api.realtime.presence import MemoryPresence
+from api.realtime.presence import presence_for
 from api.routes import auth, channel, items, ops
 
 
@@ -44,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         codec = TokenCodec(signing_key, settings.jwt_algorithm, settings.jwt_leeway)
         broker = broker_from_url(settings.broker_url)
         await broker.start()
-        hub = Hub(broker, MemoryPresence(), range_fetcher(session_factory))
+        presence = presence_for(settings.broker_url)
+        await presence.start()
+        hub = Hub(broker, presence, StoreFeed(session_factory), settings.gap_check_interval)
         await hub.start()
         resolver = CredentialResolver(
             codec, session_factory, settings.allowed_origins, ticket_consumer(session_factory)
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await hub.stop()
+            await presence.close()
             await broker.close()
             await engine.dispose()
 

@@ -38,6 +38,8 @@ class Backend:
 BACKENDS = [Backend("sqlite-memory", "sqlite", "memory")]
 if POSTGRES_URL:
     BACKENDS.append(Backend("postgres-memory", "postgres", "memory"))
+if POSTGRES_URL and REDIS_URL:
+    BACKENDS.append(Backend("postgres-redis", "postgres", "redis"))
 
 
 def free_port() -> int:

@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -28,6 +29,27 @@ SendText = Callable[[str], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
 # (item_id, after, upto) -> [(seq, frame text)] for after < seq <= upto, ascending.
 FetchRange = Callable[[str, int, int], Awaitable[list[tuple[int, str]]]]
+
+
+class Store(Protocol):
+    """The hub's read-only window onto the database, provided by the layer above."""
+
+    async def fetch(self, item_id: str, after: int, upto: int) -> list[tuple[int, str]]:
+        """`message` frames with after < seq <= upto, ascending."""
+        ...
+
+    async def latest(self, item_ids: Collection[str]) -> dict[str, int]:
+        """The last seq stored for each existing item."""
+        ...
+
+    async def revoked_sessions(self, session_ids: Collection[str]) -> set[str]:
+        """Those of the sessions that are no longer active."""
+        ...
+
+    async def lost_access(self, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those (item_id, user_id) pairs where the user may no longer read the item."""
+        ...
+
 
 CONTROL_CHANNEL = "control"
 FILL_PAGE = 500
@@ -180,30 +202,44 @@ class _ItemState:
     outboxes: set[Outbox] = field(default_factory=set)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    last_seq: int | None = None
+    # The last seq handed to the outboxes; every later one is delivered in order.
+    last_seq: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Hub:
     """Local sockets per item, one broker subscription per item per process."""
 
-    def __init__(self, broker: Broker, presence: Presence, fetch: FetchRange) -> None:
+    def __init__(
+        self, broker: Broker, presence: Presence, store: Store, poll_interval: float = 1.0
+    ) -> None:
         self.broker = broker
         self.presence = presence
-        self.fetch = fetch
+        self.store = store
+        self.fetch: FetchRange = store.fetch
+        self.poll_interval = poll_interval
         self._items: dict[str, _ItemState] = {}
         self._by_session: defaultdict[str, set[Outbox]] = defaultdict(set)
         self._control_task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
         self.delivered = 0
+        self.gap_fills = 0
 
     # Lifecycle.
 
     async def start(self) -> None:
         self._control_task = asyncio.create_task(self._control_loop(), name="hub-control")
+        self._poll_task = asyncio.create_task(self._poll_forever(), name="hub-poll")
+        # A broker that can lose messages while disconnected says when it is back.
+        if hasattr(self.broker, "on_reconnect"):
+            self.broker.on_reconnect = self.recover
+        self.presence.announce = self._announce
         await self._control_ready.wait()
 
     async def stop(self) -> None:
-        tasks = [s.task for s in self._items.values() if s.task] + [self._control_task]
+        tasks = [s.task for s in self._items.values() if s.task]
+        tasks += [self._control_task, self._poll_task]
         for task in tasks:
             if task is not None:
                 task.cancel()
@@ -267,14 +303,20 @@ class Hub:
 
     async def join(self, outbox: Outbox) -> None:
         """Count the socket in presence; announce the user if it is their first."""
-        count = await self.presence.join(outbox.item_id, outbox.username, id(outbox))
-        if count is not None:
-            await self._announce(outbox.item_id, "join", outbox.username, count)
+        try:
+            count = await self.presence.join(outbox.item_id, outbox.username, id(outbox))
+            if count is not None:
+                await self._announce(outbox.item_id, "join", outbox.username, count)
+        except Exception:  # presence is best effort: the broker resyncs it on recovery
+            log.warning("presence join failed", exc_info=True)
 
     async def leave(self, outbox: Outbox) -> None:
-        count = await self.presence.leave(outbox.item_id, outbox.username, id(outbox))
-        if count is not None:
-            await self._announce(outbox.item_id, "leave", outbox.username, count)
+        try:
+            count = await self.presence.leave(outbox.item_id, outbox.username, id(outbox))
+            if count is not None:
+                await self._announce(outbox.item_id, "leave", outbox.username, count)
+        except Exception:
+            log.warning("presence leave failed", exc_info=True)
 
     async def _announce(self, item_id: str, event: str, username: str, count: int) -> None:
         frame = protocol.encode(
@@ -299,11 +341,15 @@ class Hub:
     async def _item_loop(self, item_id: str, state: _ItemState) -> None:
         try:
             async with self.broker.subscribe(item_channel(item_id)) as sub:
+                # Baseline after subscribing: anything stored later arrives through the
+                # broker or, if lost on the way, through the poll.
+                state.last_seq = (await self.store.latest([item_id])).get(item_id, 0)
                 state.ready.set()
                 async for payload in sub:
                     seq, frame = open_envelope(payload)
                     if seq:
-                        await self._deliver_in_order(item_id, state, seq, frame)
+                        async with state.lock:
+                            await self._deliver_in_order(item_id, state, seq, frame)
                     else:
                         self._fan_out(state, 0, frame)
         except asyncio.CancelledError:
@@ -319,16 +365,67 @@ class Hub:
         self, item_id: str, state: _ItemState, seq: int, frame: str
     ) -> None:
         last = state.last_seq
-        if last is not None:
-            if seq <= last:
-                return  # already delivered, through a gap fill
-            if seq > last + 1:
-                # A message published elsewhere was lost or overtaken: read it once
-                # for the whole process instead of once per socket.
-                for missing_seq, missing in await self.fetch(item_id, last, seq - 1):
-                    self._fan_out(state, missing_seq, missing)
+        if seq <= last:
+            return  # already delivered, through a gap fill
+        if seq > last + 1:
+            # A message published elsewhere was lost or overtaken: read it once for the
+            # whole process instead of once per socket.
+            self.gap_fills += 1
+            for missing_seq, missing in await self.fetch(item_id, last, seq - 1):
+                self._fan_out(state, missing_seq, missing)
         state.last_seq = seq
         self._fan_out(state, seq, frame)
+
+    async def _catch_up(self, item_id: str, state: _ItemState, latest: int) -> None:
+        """Deliver what the store has beyond what the broker brought."""
+        async with state.lock:
+            while state.last_seq < latest:
+                page = await self.fetch(
+                    item_id, state.last_seq, min(latest, state.last_seq + FILL_PAGE)
+                )
+                if not page:
+                    state.last_seq = latest
+                    return
+                self.gap_fills += 1
+                for seq, frame in page:
+                    state.last_seq = seq
+                    self._fan_out(state, seq, frame)
+
+    async def poll(self) -> None:
+        """Compare every subscribed item with the store; deliver what went missing.
+
+        This bounds the delay of a message whose broker publish was lost and that no
+        later message reveals (`poll_interval`, by default one second).
+        """
+        ready = {i: s for i, s in self._items.items() if s.ready.is_set()}
+        if not ready:
+            return
+        latest = await self.store.latest(list(ready))
+        for item_id, state in ready.items():
+            seq = latest.get(item_id)
+            if seq is not None and seq > state.last_seq:
+                await self._catch_up(item_id, state, seq)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.poll()
+            except Exception:
+                log.warning("store poll failed", exc_info=True)
+
+    async def recover(self) -> None:
+        """After a broker outage: deliver missed messages, apply missed revocations."""
+        await self.poll()
+        outboxes = [o for s in self._items.values() for o in s.outboxes]
+        revoked = await self.store.revoked_sessions({o.session_id for o in outboxes})
+        lost = await self.store.lost_access({(o.item_id, o.user_id) for o in outboxes})
+        for outbox in outboxes:
+            if outbox.session_id in revoked:
+                outbox.request_close(protocol.POLICY_VIOLATION, protocol.SESSION_REVOKED)
+            elif (outbox.item_id, outbox.user_id) in lost:
+                outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+        await self.presence.resync()
 
     def _fan_out(self, state: _ItemState, seq: int, frame: str) -> None:
         for outbox in tuple(state.outboxes):

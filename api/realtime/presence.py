@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+# (item_id, "join" | "leave", username, users online): how presence changes are announced.
+Announce = Callable[[str, str, str, int], Awaitable[None]]
 
 
 class Presence(Protocol):
+    announce: Announce | None
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     async def join(self, item_id: str, username: str, socket_key: int) -> int | None:
         """Count a socket; the item's user count when this user just came online."""
         ...
@@ -19,14 +29,36 @@ class Presence(Protocol):
         """Usernames online on the item, in code-point order."""
         ...
 
+    async def resync(self) -> None:
+        """Rebuild this process's share after the shared store lost it."""
+        ...
+
+
+def presence_for(broker_url: str) -> Presence:
+    if broker_url.startswith(("redis://", "rediss://")):
+        from api.realtime.redis_presence import RedisPresence
+
+        return RedisPresence(broker_url)
+    return MemoryPresence()
+
 
 class MemoryPresence:
     """Presence for a single process."""
 
     def __init__(self) -> None:
+        self.announce: Announce | None = None
         self._items: defaultdict[str, defaultdict[str, set[int]]] = defaultdict(
             lambda: defaultdict(set)
         )
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def resync(self) -> None:
+        return None
 
     async def join(self, item_id: str, username: str, socket_key: int) -> int | None:
         users = self._items[item_id]

@@ -1,0 +1,75 @@
+"""The hub's read-only window onto the store (see `api.realtime.hub.Store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.clock import utcnow
+from api.items.messages import StoredMessage
+from api.models import AuthSession, Item, Membership, Message
+
+CHUNK = 500  # bound the IN lists
+
+
+class StoreFeed:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+
+    async def fetch(self, item_id: str, after: int, upto: int) -> list[tuple[int, str]]:
+        async with self._session_factory() as db:
+            rows = await db.execute(
+                select(Message.seq, Message.sender, Message.data, Message.ts)
+                .where(Message.item_id == item_id, Message.seq > after, Message.seq <= upto)
+                .order_by(Message.seq)
+            )
+            return [
+                (seq, StoredMessage(item_id, seq, sender, data, ts).frame())
+                for seq, sender, data, ts in rows
+            ]
+
+    async def latest(self, item_ids: Collection[str]) -> dict[str, int]:
+        ids = list(item_ids)
+        found: dict[str, int] = {}
+        async with self._session_factory() as db:
+            for i in range(0, len(ids), CHUNK):
+                rows = await db.execute(
+                    select(Item.id, Item.last_seq).where(Item.id.in_(ids[i : i + CHUNK]))
+                )
+                found.update({item_id: seq for item_id, seq in rows})
+        return found
+
+    async def revoked_sessions(self, session_ids: Collection[str]) -> set[str]:
+        ids = list(session_ids)
+        active: set[str] = set()
+        async with self._session_factory() as db:
+            for i in range(0, len(ids), CHUNK):
+                rows = await db.scalars(
+                    select(AuthSession.id).where(
+                        AuthSession.id.in_(ids[i : i + CHUNK]),
+                        AuthSession.revoked_at.is_(None),
+                        AuthSession.expires_at > utcnow(),
+                    )
+                )
+                active.update(rows)
+        return set(ids) - active
+
+    async def lost_access(self, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = list(pairs)
+        allowed: set[tuple[str, str]] = set()
+        async with self._session_factory() as db:
+            for i in range(0, len(wanted), CHUNK):
+                chunk = wanted[i : i + CHUNK]
+                owners = await db.execute(
+                    select(Item.id, Item.owner_id).where(tuple_(Item.id, Item.owner_id).in_(chunk))
+                )
+                members = await db.execute(
+                    select(Membership.item_id, Membership.user_id).where(
+                        tuple_(Membership.item_id, Membership.user_id).in_(chunk)
+                    )
+                )
+                allowed.update((a, b) for a, b in owners)
+                allowed.update((a, b) for a, b in members)
+        return set(wanted) - allowed
