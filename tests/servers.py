@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +67,17 @@ def postgres_database() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    # In a thread of its own: callers may be inside a running event loop.
+    def execute(sql: str) -> None:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run(sql)).result()
+
+    execute(f'CREATE DATABASE "{name}"')
     base, _, _ = POSTGRES_URL.rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

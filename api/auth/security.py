@@ -119,7 +119,8 @@ class TokenCodec:
             raise AuthFailure(INVALID_TOKEN)
         # A token is expired once now >= exp (PyJWT itself treats exp == now as valid).
         if datetime.now(UTC).timestamp() >= claims.exp + self._leeway:
-            raise AuthFailure(TOKEN_EXPIRED)
+            # An expired ticket is simply no longer a ticket: `invalid token`.
+            raise AuthFailure(TOKEN_EXPIRED if claims.typ == ACCESS else INVALID_TOKEN)
         return claims
 
 

@@ -46,7 +46,7 @@ async def item_channel(
         fetch=hub.fetch,
         capacity=runtime.settings.ws_queue_size,
     )
-    socket = _Socket(websocket, runtime, outbox, principal, channel.access.can_publish)
+    socket = _Socket(websocket, runtime, outbox, principal)
     await hub.attach(outbox)
     writer: asyncio.Task[None] | None = None
     try:
@@ -133,13 +133,11 @@ class _Socket:
         runtime: Runtime,
         outbox: Outbox,
         principal: Principal,
-        can_publish: bool,
     ) -> None:
         self.websocket = websocket
         self.runtime = runtime
         self.outbox = outbox
         self.principal = principal
-        self.can_publish = can_publish
         self._timers: list[asyncio.TimerHandle] = []
 
     # Deadlines: the session's expiry, and the current access token's.
@@ -206,9 +204,8 @@ class _Socket:
         self.outbox.push(0, protocol.error_frame(code, detail, ref))
 
     async def publish(self, frame: protocol.PublishFrame) -> None:
-        if not self.can_publish:
-            self.error(protocol.FORBIDDEN, "readers cannot publish", frame.ref)
-            return
+        # The role is checked by the store, in the publishing transaction: it may have
+        # changed since the handshake, either way.
         runtime = self.runtime
         try:
             msg = await messages.publish(
@@ -221,8 +218,6 @@ class _Socket:
                 runtime.settings.message_retention,
             )
         except Forbidden:
-            # The role changed since the handshake.
-            self.can_publish = False
             self.error(protocol.FORBIDDEN, "readers cannot publish", frame.ref)
             return
         except NotFound:
