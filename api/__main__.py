@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import migrate
+from api.auth import sessions, users
+from api.auth.security import ACCESS, TokenCodec
 from api.config import ConfigError, Settings
-from api.db import make_engine
+from api.db import make_engine, make_session_factory
+from api.errors import Conflict
+from api.routes.schemas import Credentials
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -54,6 +61,55 @@ def run_migrations(args: argparse.Namespace) -> None:
     asyncio.run(go())
 
 
+async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[str]]) -> str:
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    try:
+        if settings.auto_migrate:
+            await migrate.upgrade(engine)
+        async with make_session_factory(engine)() as db:
+            return await work(db)
+    finally:
+        await engine.dispose()
+
+
+def create_user(args: argparse.Namespace) -> None:
+    settings = Settings()
+    password = args.password or getpass.getpass("password: ")
+    try:
+        Credentials(username=args.username, password=password)
+    except ValidationError as exc:
+        sys.exit(f"invalid: {exc.errors(include_url=False)[0]['msg']}")
+
+    async def work(db: AsyncSession) -> str:
+        try:
+            user = await users.register(db, args.username, password)
+        except Conflict:
+            sys.exit("username already taken")
+        return user.id
+
+    print(asyncio.run(_with_db(settings, work)))
+
+
+def issue_token(args: argparse.Namespace) -> None:
+    """Open a session for a user and print an access token of it (for scripts and tests)."""
+    settings = Settings()
+    ttl = args.ttl or settings.access_token_ttl
+
+    async def work(db: AsyncSession) -> str:
+        user = await users.get_by_username(db, args.username)
+        if user is None:
+            sys.exit("no such user")
+        _, session = await sessions.open_session(db, user, max(ttl, settings.session_ttl))
+        codec = TokenCodec(settings.signing_key, settings.jwt_algorithm, settings.jwt_leeway)
+        token, _ = codec.encode(sub=user.id, sid=session.id, typ=ACCESS, ttl=ttl)
+        return token
+
+    print(asyncio.run(_with_db(settings, work)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="item-channels")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +125,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = commands.add_parser("migrate", help="apply database migrations")
     p.add_argument("revision", nargs="?", default="head")
     p.set_defaults(func=run_migrations)
+
+    p = commands.add_parser("create-user", help="register a user")
+    p.add_argument("username")
+    p.add_argument("--password", help="read from the terminal when omitted")
+    p.set_defaults(func=create_user)
+
+    p = commands.add_parser("issue-token", help="print an access token for a user")
+    p.add_argument("username")
+    p.add_argument("--ttl", type=int, default=0, help="seconds (default ACCESS_TOKEN_TTL)")
+    p.set_defaults(func=issue_token)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
+
+import orjson
+
+from api.clock import iso_z
 
 SECRET_PARAMS = re.compile(
     r"(?i)((?:^|[?&\s\"'])(?:token|access_token|ticket|session|password)=)[^&\s\"']*"
@@ -17,7 +22,7 @@ SECRET_PARAMS = re.compile(
 BEARER = re.compile(r"(?i)(bearer[ ,]+)[A-Za-z0-9._~+/=-]{8,}")
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted]"
-LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "websockets", "api")
+LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "websockets", "api")
 
 
 def redact(text: str) -> str:
@@ -26,11 +31,22 @@ def redact(text: str) -> str:
     return JWT_SHAPE.sub(REDACTED, text)
 
 
+def _scrub(value: object) -> object:
+    """Numbers pass; anything else that shows a secret once printed is printed redacted
+    (uvicorn's trace log prints whole ASGI scopes, headers and query strings included)."""
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    cleaned = redact(text)
+    return value if cleaned == text and not isinstance(value, str) else cleaned
+
+
 class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_scrub(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _scrub(v) for k, v in record.args.items()}
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         return True
@@ -48,3 +64,42 @@ def install_redaction() -> None:
     for handler in logging.getLogger().handlers:
         if _filter not in handler.filters:
             handler.addFilter(_filter)
+
+
+# Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, object] = {
+            "ts": iso_z(datetime.fromtimestamp(record.created, UTC)),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_") and key != "color_message":
+                body[key] = value
+        if record.exc_info:
+            body["exc"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(body, default=str).decode()
+
+
+def use_json_logs() -> None:
+    """Switch the handlers of uvicorn's loggers and the root logger to JSON lines."""
+    formatter = JsonFormatter()
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(formatter)
+    # The service's own events (channel open/close with ids) at INFO.
+    service = logging.getLogger("api")
+    if not service.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(formatter)
+        handler.addFilter(_filter)
+        service.addHandler(handler)
+        service.setLevel(logging.INFO)
+        service.propagate = False

@@ -10,7 +10,7 @@ from fastapi.exceptions import WebSocketRequestValidationError
 from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketState
 
-from api import migrate
+from api import metrics, migrate
 from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
 from api.auth.security import TokenCodec
 from api.auth.tickets import ticket_consumer
@@ -18,7 +18,7 @@ from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
 from api.items.feed import StoreFeed
-from api.logs import install_redaction
+from api.logs import install_redaction, use_json_logs
 from api.realtime import protocol
 from api.realtime.broker import broker_from_url
 from api.realtime.hub import Hub
@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Fail at start-up, not at the first login, when the key is unusable.
     signing_key = settings.signing_key
     install_redaction()
+    if settings.log_json:
+        use_json_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +96,7 @@ async def reject_socket(websocket: WebSocket, exc: Exception) -> None:
         subprotocol, code, reason = None, exc.code, exc.reason or ""
     else:
         subprotocol, code, reason = None, protocol.POLICY_VIOLATION, "invalid request"
+    metrics.SOCKETS_REFUSED.labels(reason=reason).inc()
     if subprotocol is None and BEARER_SUBPROTOCOL in websocket.scope.get("subprotocols", []):
         subprotocol = BEARER_SUBPROTOCOL
     if websocket.application_state == WebSocketState.CONNECTING:

@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api import metrics
 from api.clock import iso_z, utcnow
 from api.errors import Forbidden, NotFound
 from api.items.service import access
@@ -80,6 +81,7 @@ async def store(
             delete(Message).where(Message.item_id == item_id, Message.seq <= seq - retention)
         )
     await db.commit()
+    metrics.MESSAGES_STORED.inc()
     return StoredMessage(item_id, seq, username, data, ts)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Protocol
 
 import orjson
 
+from api import metrics
 from api.realtime import protocol
 from api.realtime.broker import Broker
 from api.realtime.presence import Presence
@@ -59,14 +61,16 @@ def item_channel(item_id: str) -> str:
     return f"item:{item_id}"
 
 
-def envelope(seq: int, frame: str) -> bytes:
-    """Broker payload: the seq (0 for unsequenced frames), a newline, the frame."""
-    return b"%d\n%s" % (seq, frame.encode())
+def envelope(seq: int, frame: str, stored_at: float = 0.0) -> bytes:
+    """Broker payload: seq (0 for unsequenced frames), the wall-clock time it was stored,
+    a newline, the frame."""
+    return b"%d %.6f\n%s" % (seq, stored_at, frame.encode())
 
 
-def open_envelope(payload: bytes) -> tuple[int, str]:
+def open_envelope(payload: bytes) -> tuple[int, float, str]:
     head, _, body = payload.partition(b"\n")
-    return int(head), body.decode()
+    seq, _, stored_at = head.partition(b" ")
+    return int(seq), float(stored_at or 0), body.decode()
 
 
 class _Close:
@@ -140,6 +144,7 @@ class Outbox:
         if self._closing is not None:
             return
         if len(self._queue) >= self._capacity:
+            metrics.QUEUE_OVERFLOWS.inc()
             self.request_close(protocol.TRY_AGAIN_LATER, protocol.SLOW_CONSUMER)
             return
         self._queue.append((seq, frame))
@@ -224,7 +229,6 @@ class Hub:
         self._poll_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
         self.delivered = 0
-        self.gap_fills = 0
 
     # Lifecycle.
 
@@ -299,7 +303,7 @@ class Hub:
     # Publishing.
 
     async def publish_message(self, item_id: str, seq: int, frame: str) -> None:
-        await self.broker.publish(item_channel(item_id), envelope(seq, frame))
+        await self.broker.publish(item_channel(item_id), envelope(seq, frame, time.time()))
 
     async def join(self, outbox: Outbox) -> None:
         """Count the socket in presence; announce the user if it is their first."""
@@ -346,10 +350,12 @@ class Hub:
                 state.last_seq = (await self.store.latest([item_id])).get(item_id, 0)
                 state.ready.set()
                 async for payload in sub:
-                    seq, frame = open_envelope(payload)
+                    seq, stored_at, frame = open_envelope(payload)
                     if seq:
                         async with state.lock:
                             await self._deliver_in_order(item_id, state, seq, frame)
+                        if stored_at:
+                            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - stored_at))
                     else:
                         self._fan_out(state, 0, frame)
         except asyncio.CancelledError:
@@ -370,9 +376,9 @@ class Hub:
         if seq > last + 1:
             # A message published elsewhere was lost or overtaken: read it once for the
             # whole process instead of once per socket.
-            self.gap_fills += 1
             for missing_seq, missing in await self.fetch(item_id, last, seq - 1):
                 self._fan_out(state, missing_seq, missing)
+                metrics.GAP_FILLS.inc()
         state.last_seq = seq
         self._fan_out(state, seq, frame)
 
@@ -386,7 +392,7 @@ class Hub:
                 if not page:
                     state.last_seq = latest
                     return
-                self.gap_fills += 1
+                metrics.GAP_FILLS.inc(len(page))
                 for seq, frame in page:
                     state.last_seq = seq
                     self._fan_out(state, seq, frame)
@@ -428,9 +434,12 @@ class Hub:
         await self.presence.resync()
 
     def _fan_out(self, state: _ItemState, seq: int, frame: str) -> None:
-        for outbox in tuple(state.outboxes):
+        outboxes = tuple(state.outboxes)
+        for outbox in outboxes:
             outbox.push(seq, frame)
-        self.delivered += len(state.outboxes)
+        if seq:
+            self.delivered += len(outboxes)
+            metrics.MESSAGES_DELIVERED.inc(len(outboxes))
 
     async def _control_loop(self) -> None:
         async with self.broker.subscribe(CONTROL_CHANNEL) as sub:

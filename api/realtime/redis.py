@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from api import metrics
 from api.realtime.memory import QueueSubscription
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class RedisBroker:
                     self.connected.set()
                     if not first:
                         self.reconnects += 1
+                        metrics.BROKER_RECONNECTS.inc()
                         log.warning("redis broker reconnected")
                         if self.on_reconnect is not None:
                             await self.on_reconnect()

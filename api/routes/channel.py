@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from api import metrics
 from api.auth import sessions
 from api.auth.credentials import Principal
 from api.deps import ChannelAccessDep, Runtime, RuntimeDep
@@ -33,6 +35,7 @@ async def item_channel(
     websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep
 ) -> None:
     await websocket.accept(subprotocol=channel.subprotocol)
+    metrics.OPEN_SOCKETS.inc()
     principal = channel.principal
     item_id = channel.access.item_id
     hub = runtime.hub
@@ -47,12 +50,19 @@ async def item_channel(
         capacity=runtime.settings.ws_queue_size,
     )
     socket = _Socket(websocket, runtime, outbox, principal)
-    await hub.attach(outbox)
     writer: asyncio.Task[None] | None = None
+    context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
+    log.info("channel open", extra=context)
     try:
-        # Read after attaching: every message stored later is already on its way here.
+        await hub.attach(outbox)
+        # Checked again once attached: a revocation or a new message from now on
+        # reaches this socket; one from before is seen here.
         async with runtime.session_factory() as db:
             standing = await _access_or_none(db, item_id, principal.user_id)
+            active = await sessions.by_id(db, principal.session_id)
+        if active is None:
+            await websocket.close(protocol.POLICY_VIOLATION, protocol.SESSION_REVOKED)
+            return
         if standing is None:
             await websocket.close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
             return
@@ -70,6 +80,12 @@ async def item_channel(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), CLOSE_GRACE)
     finally:
+        closing = outbox.closing
+        log.info(
+            "channel closed",
+            extra={**context, "close_code": closing.code if closing else None},
+        )
+        metrics.OPEN_SOCKETS.dec()
         socket.disarm_deadlines()
         hub.detach(outbox)
         if writer is not None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
+from api import metrics
 from api.deps import RuntimeDep
+from api.realtime import asyncapi as asyncapi_document
 
 router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT = 2.0
@@ -40,3 +43,16 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", **results}, 200 if ready else 503
     )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics_text() -> Response:
+    """Prometheus text format."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/asyncapi.json")
+async def asyncapi(request: Request) -> dict[str, Any]:
+    """The channel protocol as an AsyncAPI 3 document."""
+    return asyncapi_document.build(request.app.version)
