@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     message_retention: int = Field(0, ge=0)
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
+    # Abuse limits (see the README's "Limits").
+    ws_publish_rate: float = Field(100.0, gt=0)
+    ws_publish_burst: int = Field(200, ge=1)
+    max_sockets_per_user: int = Field(64, ge=1)
+    max_sockets_per_item: int = Field(20000, ge=1)
+    login_failures_per_username: int = Field(5, ge=1)
+    login_failures_per_address: int = Field(50, ge=1)
+    login_failure_window: int = Field(60, ge=1)
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
     # Server options used by `python -m api serve`.
     ws_compression: bool = False
     ws_ping_interval: float = Field(20.0, gt=0)

@@ -19,6 +19,7 @@ from api.auth.credentials import (
     presented_by_websocket,
 )
 from api.auth.security import TokenCodec
+from api.auth.throttle import FailureThrottle
 from api.config import Settings
 from api.errors import AuthFailure, NotFound
 from api.items import service
@@ -43,6 +44,8 @@ class Runtime:
     resolver: CredentialResolver
     broker: Broker
     hub: Hub
+    login_throttle_user: FailureThrottle
+    login_throttle_address: FailureThrottle
 
 
 def get_runtime(conn: HTTPConnection) -> Runtime:

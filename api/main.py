@@ -13,17 +13,19 @@ from starlette.websockets import WebSocketState
 from api import metrics, migrate
 from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
 from api.auth.security import TokenCodec
+from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
 from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
 from api.items.feed import StoreFeed
+from api.limits import BodyLimit
 from api.logs import install_redaction, use_json_logs
 from api.realtime import protocol
 from api.realtime.broker import broker_from_url
 from api.realtime.hub import Hub
 from api.realtime.presence import presence_for
-from api.routes import auth, channel, items, ops
+from api.routes import auth, channel, items, monitor, ops, pages
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,6 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resolver=resolver,
             broker=broker,
             hub=hub,
+            login_throttle_user=FailureThrottle(
+                settings.login_failures_per_username, settings.login_failure_window
+            ),
+            login_throttle_address=FailureThrottle(
+                settings.login_failures_per_address, settings.login_failure_window
+            ),
         )
         try:
             yield
@@ -76,9 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Authenticated real-time channels per item.",
         lifespan=lifespan,
     )
+    # The publish route applies MAX_MESSAGE_BYTES itself; this bounds every other body.
+    body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
+    app.add_middleware(BodyLimit, limit=body_limit)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
-    for module in (auth, items, channel, ops):
+    for module in (auth, items, channel, ops, monitor, pages):
         app.include_router(module.router)
     return app
 

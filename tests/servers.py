@@ -139,6 +139,12 @@ def settings_for(backend: Backend, db_url: str, var_dir: Path, **overrides: Any)
         "broker_url": REDIS_URL if backend.broker == "redis" else "memory://",
         "secret_key": TEST_SECRET,
         "var_dir": var_dir,
+        # Shared servers serve many tests from one address and user: limits are tested
+        # on servers of their own.
+        "login_failures_per_address": 100_000,
+        "max_sockets_per_user": 100_000,
+        "ws_publish_rate": 100_000,
+        "ws_publish_burst": 100_000,
     }
     values.update(overrides)
     return Settings(**values)

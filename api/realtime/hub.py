@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -225,6 +225,7 @@ class Hub:
         self.poll_interval = poll_interval
         self._items: dict[str, _ItemState] = {}
         self._by_session: defaultdict[str, set[Outbox]] = defaultdict(set)
+        self._per_user: Counter[str] = Counter()
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
@@ -257,6 +258,13 @@ class Hub:
     def socket_count(self) -> int:
         return sum(len(s.outboxes) for s in self._items.values())
 
+    def sockets_of_user(self, user_id: str) -> int:
+        return self._per_user[user_id]
+
+    def sockets_on_item(self, item_id: str) -> int:
+        state = self._items.get(item_id)
+        return len(state.outboxes) if state else 0
+
     # Sockets.
 
     async def attach(self, outbox: Outbox) -> None:
@@ -269,11 +277,17 @@ class Hub:
             )
         state.outboxes.add(outbox)
         self._by_session[outbox.session_id].add(outbox)
+        self._per_user[outbox.user_id] += 1
         outbox._hub = self
         await state.ready.wait()
 
     def detach(self, outbox: Outbox) -> None:
+        if outbox._hub is None:
+            return
         outbox._hub = None
+        self._per_user[outbox.user_id] -= 1
+        if self._per_user[outbox.user_id] <= 0:
+            del self._per_user[outbox.user_id]
         sessions = self._by_session.get(outbox.session_id)
         if sessions is not None:
             sessions.discard(outbox)

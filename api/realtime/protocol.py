@@ -30,6 +30,9 @@ INVALID_SINCE = "invalid since"
 SESSION_REVOKED = "session revoked"
 # The overflow policy: a socket whose queue is full is closed with 1013 and resumes.
 SLOW_CONSUMER = "slow consumer"
+# Limits, also with 1013: the client may retry later.
+TOO_MANY_SOCKETS = "too many sockets"
+ITEM_FULL = "item full"
 
 # Error codes in `error` frames.
 BAD_REQUEST = "bad_request"

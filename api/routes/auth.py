@@ -27,11 +27,26 @@ async def register(body: Credentials, db: DbDep) -> UserOut:
     return UserOut(id=user.id, username=user.username)
 
 
-async def _login(runtime: RuntimeDep, db: DbDep, username: str, password: str):  # type: ignore[no-untyped-def]
+async def _login(  # type: ignore[no-untyped-def]
+    request: Request, runtime: RuntimeDep, db: DbDep, username: str, password: str
+):
+    by_user, by_address = runtime.login_throttle_user, runtime.login_throttle_address
+    address = request.client.host if request.client else "unknown"
+    wait = max(by_user.retry_after(username), by_address.retry_after(address))
+    if wait:
+        # Unknown usernames are throttled alike, so a 429 says nothing about accounts.
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="too many failed logins; try again later",
+            headers={"Retry-After": str(wait)},
+        )
     try:
         user = await users.authenticate(db, username, password)
     except Unauthorized as exc:
+        by_user.fail(username)
+        by_address.fail(address)
         raise unauthorized(exc.detail) from exc
+    by_user.forget(username)
     secret, session = await sessions.open_session(db, user, runtime.settings.session_ttl)
     token, _ = runtime.codec.encode(
         sub=user.id, sid=session.id, typ=ACCESS, ttl=runtime.settings.access_token_ttl
@@ -41,10 +56,13 @@ async def _login(runtime: RuntimeDep, db: DbDep, username: str, password: str): 
 
 @router.post("/token")
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], runtime: RuntimeDep, db: DbDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    runtime: RuntimeDep,
+    db: DbDep,
 ) -> TokenOut:
     """OAuth2 password flow: an access token for API clients (no cookie)."""
-    _, _, access_token = await _login(runtime, db, form.username, form.password)
+    _, _, access_token = await _login(request, runtime, db, form.username, form.password)
     return TokenOut(access_token=access_token, expires_in=runtime.settings.access_token_ttl)
 
 
@@ -53,7 +71,7 @@ async def login(
     body: Credentials, request: Request, response: Response, runtime: RuntimeDep, db: DbDep
 ) -> LoginOut:
     """Log in: a session cookie for browsers and an access token of the same session."""
-    user, secret, access_token = await _login(runtime, db, body.username, body.password)
+    user, secret, access_token = await _login(request, runtime, db, body.username, body.password)
     response.set_cookie(
         SESSION_COOKIE,
         secret,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -50,6 +51,15 @@ async def item_channel(
         capacity=runtime.settings.ws_queue_size,
     )
     socket = _Socket(websocket, runtime, outbox, principal)
+    settings = runtime.settings
+    if hub.sockets_of_user(principal.user_id) >= settings.max_sockets_per_user:
+        await websocket.close(protocol.TRY_AGAIN_LATER, protocol.TOO_MANY_SOCKETS)
+        metrics.OPEN_SOCKETS.dec()
+        return
+    if hub.sockets_on_item(item_id) >= settings.max_sockets_per_item:
+        await websocket.close(protocol.TRY_AGAIN_LATER, protocol.ITEM_FULL)
+        metrics.OPEN_SOCKETS.dec()
+        return
     writer: asyncio.Task[None] | None = None
     context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
     log.info("channel open", extra=context)
@@ -155,6 +165,8 @@ class _Socket:
         self.outbox = outbox
         self.principal = principal
         self._timers: list[asyncio.TimerHandle] = []
+        settings = runtime.settings
+        self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
 
     # Deadlines: the session's expiry, and the current access token's.
 
@@ -220,6 +232,9 @@ class _Socket:
         self.outbox.push(0, protocol.error_frame(code, detail, ref))
 
     async def publish(self, frame: protocol.PublishFrame) -> None:
+        if not self._bucket.take():
+            self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
+            return
         # The role is checked by the store, in the publishing transaction: it may have
         # changed since the handshake, either way.
         runtime = self.runtime
@@ -266,3 +281,24 @@ class _Socket:
         )
         runtime.hub.move_session(self.outbox, active.session_id)
         self.arm_deadlines()
+
+
+class TokenBucket:
+    """`rate` publishes per second on average, bursts of up to `burst`."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
