@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import migrate
 from api.auth import sessions, users
-from api.auth.security import ACCESS, TokenCodec
+from api.auth.security import ACCESS, TokenCodec, configure_password_hashing
 from api.config import ConfigError, Settings
 from api.db import make_engine, make_session_factory
 from api.errors import Conflict
@@ -77,6 +77,7 @@ async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[
 
 def create_user(args: argparse.Namespace) -> None:
     settings = Settings()
+    configure_password_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     password = args.password or getpass.getpass("password: ")
     try:
         Credentials(username=args.username, password=password)

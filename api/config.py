@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     message_retention: int = Field(0, ge=0)
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
+    # Argon2id cost: lower only where hashing time matters more than resistance (tests).
+    password_hash_time_cost: int = Field(3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)
     # Abuse limits (see the README's "Limits").
     ws_publish_rate: float = Field(100.0, gt=0)
     ws_publish_burst: int = Field(200, ge=1)
@@ -75,10 +78,12 @@ class Settings(BaseSettings):
             key = self.secret_key.get_secret_value()
         else:
             key = _load_or_create_key(self.var_dir / SECRET_KEY_FILE)
-        if len(key.encode()) < MIN_SECRET_BYTES:
+        # RFC 7518: an HMAC key at least as long as the hash output.
+        minimum = max(MIN_SECRET_BYTES, int(self.jwt_algorithm[2:]) // 8)
+        if len(key.encode()) < minimum:
             raise ConfigError(
-                f"SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long; "
-                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                f"SECRET_KEY must be at least {minimum} bytes long for {self.jwt_algorithm}; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(64))'"
             )
         return key
 
@@ -90,7 +95,7 @@ def _load_or_create_key(path: Path) -> str:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(48))
+        f.write(secrets.token_urlsafe(64))
     # link() is atomic and refuses to overwrite: workers starting together share one key.
     try:
         os.link(tmp, path)

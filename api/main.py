@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketState
 
 from api import metrics, migrate
 from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
-from api.auth.security import TokenCodec
+from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
 from api.config import Settings
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Fail at start-up, not at the first login, when the key is unusable.
     signing_key = settings.signing_key
     install_redaction()
+    configure_password_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     if settings.log_json:
         use_json_logs()
 

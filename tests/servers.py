@@ -142,6 +142,9 @@ def settings_for(backend: Backend, db_url: str, var_dir: Path, **overrides: Any)
         # Shared servers serve many tests from one address and user: limits are tested
         # on servers of their own.
         "login_failures_per_address": 100_000,
+        # Cheap hashes keep the suite fast; the production cost is the default.
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 1024,
         "max_sockets_per_user": 100_000,
         "ws_publish_rate": 100_000,
         "ws_publish_burst": 100_000,

@@ -21,20 +21,37 @@ ACCESS = "access"
 TICKET = "ticket"
 REQUIRED_CLAIMS = ("sub", "sid", "iat", "exp", "jti", "typ")
 
-_hasher = PasswordHasher()
-# Verified for unknown usernames so that they take as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+class _Passwords:
+    """Argon2id with configurable cost; argon2-cffi's defaults (RFC 9106's second
+    recommendation: t=3, 64 MiB) unless the settings say otherwise."""
+
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        # Verified for unknown usernames so that they take as long as a wrong password.
+        self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+
+
+_passwords = _Passwords()
+
+
+def configure_password_hashing(time_cost: int, memory_kib: int) -> None:
+    global _passwords
+    if (_passwords.hasher.time_cost, _passwords.hasher.memory_cost) != (time_cost, memory_kib):
+        _passwords = _Passwords(time_cost, memory_kib)
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _passwords.hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    passwords = _passwords
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        matched = passwords.hasher.verify(password_hash or passwords.dummy_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+    return matched and password_hash is not None
 
 
 def new_id() -> str:

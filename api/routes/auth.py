@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -15,6 +15,8 @@ from api.errors import Conflict, Unauthorized
 from api.routes.schemas import Credentials, LoginOut, TicketIn, TicketOut, TokenOut, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+# Spelt as the contract writes it; Starlette passes the value through as given.
+SAMESITE: Any = "Lax"
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
@@ -78,7 +80,7 @@ async def login(
         max_age=runtime.settings.session_ttl,
         path="/",
         httponly=True,
-        samesite="lax",
+        samesite=SAMESITE,
         secure=request.url.scheme == "https",
     )
     return LoginOut(
@@ -94,7 +96,7 @@ async def logout(principal: CurrentUser, runtime: RuntimeDep, db: DbDep) -> Resp
     await sessions.revoke(db, principal.session_id)
     await runtime.hub.revoke_session(principal.session_id)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite=SAMESITE)
     return response
 
 
