@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 3
 
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test bench clean
+.PHONY: run test lint install install-test browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Browser tests drive Debian's Chromium; as root with apt, install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium is not installed: the browser tests will be skipped"
+
+test: lint browser
 	TEST_POSTGRES_URL='$(TEST_POSTGRES_URL)' TEST_REDIS_URL='$(TEST_REDIS_URL)' \
 		$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 

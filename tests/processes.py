@@ -18,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 class Worker:
     """`uvicorn api.main:app` in its own process."""
 
-    def __init__(self, env: dict[str, str], log: Path, *extra_args: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], log: Path, *extra_args: str, port: int | None = None
+    ) -> None:
+        # A fixed port lets a test restart the service where its clients expect it.
+        self.port = port if port is not None else free_port()
         self.log = log
         self.env = env
         self.extra_args = extra_args

@@ -1,0 +1,382 @@
+// The channels page: log in, list and create items, share them, chat on an item's channel.
+
+import { ApiError, Client } from "./item-channels.js";
+import {
+  $,
+  REFUSAL_HINTS,
+  bindAuthForm,
+  bindHeader,
+  describe,
+  el,
+  show,
+  showUser,
+} from "./ui.js";
+
+const BACKLOG = 50; // messages of history shown when a channel opens
+
+const client = new Client();
+let channel = null; // the open Channel
+let current = null; // {id, name, owner} of the open item
+let lines = new Map(); // seq -> <li>, so a seq is never shown twice
+
+// Views.
+
+function showAuth(message) {
+  closeChannel();
+  current = null;
+  showUser(null);
+  show($("loading"), false);
+  show($("workspace"), false);
+  show($("auth"), true);
+  $("auth-error").textContent = message || "";
+  $("username").focus();
+}
+
+async function showWorkspace(user) {
+  showUser(user);
+  show($("loading"), false);
+  show($("auth"), false);
+  show($("workspace"), true);
+  await loadItems();
+  openFromHash();
+}
+
+// Items.
+
+async function loadItems() {
+  let items;
+  try {
+    items = await client.listItems();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return showAuth("Your session ended; log in again.");
+    $("items-error").textContent = describe(err);
+    return;
+  }
+  $("items-error").textContent = "";
+  const list = $("items");
+  list.replaceChildren(
+    ...items.map((item) => {
+      const link = el("a", { className: "item-link", attrs: { href: `#item=${encodeURIComponent(item.id)}` } },
+        el("span", { className: "item-name", text: item.name }),
+        el("span", { className: "item-meta", text: item.owner === client.user?.username ? item.id : `${item.id} · ${item.owner}` }),
+      );
+      link.dataset.itemId = item.id;
+      if (current && current.id === item.id) link.setAttribute("aria-current", "true");
+      return el("li", {}, link);
+    }),
+  );
+  show($("items-empty"), items.length === 0);
+}
+
+function markCurrentItem() {
+  for (const link of $("items").querySelectorAll(".item-link")) {
+    if (current && link.dataset.itemId === current.id) link.setAttribute("aria-current", "true");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+$("create-item").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = $("item-name").value.trim();
+  const id = $("item-new-id").value.trim();
+  if (!name) return;
+  try {
+    const item = await client.createItem(name, id || undefined);
+    $("item-name").value = "";
+    $("item-new-id").value = "";
+    $("items-error").textContent = "";
+    await loadItems();
+    location.hash = `item=${encodeURIComponent(item.id)}`;
+  } catch (err) {
+    $("items-error").textContent =
+      err instanceof ApiError && err.status === 409 ? "That id is taken." : describe(err);
+  }
+});
+
+function openFromHash() {
+  const match = /^#item=(.+)$/.exec(location.hash);
+  if (!match) return;
+  let id;
+  try {
+    id = decodeURIComponent(match[1]);
+  } catch {
+    return;
+  }
+  if (!current || current.id !== id || !channel) openItem(id);
+}
+
+window.addEventListener("hashchange", () => {
+  if (client.user) openFromHash();
+});
+
+// The open item.
+
+function closeChannel() {
+  if (channel) channel.close();
+  channel = null;
+}
+
+async function openItem(id) {
+  closeChannel();
+  current = { id, name: id, owner: null };
+  lines = new Map();
+  markCurrentItem();
+  show($("no-item"), false);
+  show($("item-view"), true);
+  show($("refused"), false);
+  $("item-title").textContent = id;
+  $("item-id").textContent = id;
+  $("messages").replaceChildren();
+  $("online").replaceChildren();
+  $("online-count").textContent = "0";
+  $("members").replaceChildren();
+  $("publish-error").textContent = "";
+  $("share-error").textContent = "";
+  show($("role"), false);
+  show($("share"), false);
+  show($("delete-item"), false);
+  setPublishing(false);
+
+  const opened = current;
+  client.getItem(id).then(
+    (item) => {
+      if (current !== opened) return;
+      current = { ...item };
+      $("item-title").textContent = item.name;
+      const owner = item.owner === client.user?.username;
+      show($("share"), owner);
+      show($("delete-item"), owner);
+      loadMembers();
+    },
+    () => {}, // the channel says why, with its reason
+  );
+
+  channel = client.channel(id, { backlog: BACKLOG });
+  const mine = channel;
+  mine.addEventListener("state", (e) => {
+    if (channel === mine) renderState(e.detail);
+  });
+  mine.addEventListener("ready", (e) => {
+    if (channel !== mine) return;
+    const role = e.detail.frame.role;
+    $("role").textContent = role;
+    show($("role"), true);
+    setPublishing(role !== "reader");
+    $("message-input").placeholder =
+      role === "reader" ? "Readers cannot publish on this item" : "Write a message…";
+  });
+  mine.addEventListener("message", (e) => {
+    if (channel === mine) addLine(e.detail);
+  });
+  mine.addEventListener("reset", () => {
+    if (channel !== mine) return;
+    lines = new Map();
+    $("messages").replaceChildren();
+  });
+  mine.addEventListener("presence", (e) => {
+    if (channel === mine) renderPresence(e.detail.users);
+  });
+  mine.addEventListener("error", (e) => {
+    if (channel === mine && e.detail.ref === undefined) $("publish-error").textContent = e.detail.detail;
+  });
+  mine.addEventListener("refused", (e) => {
+    if (channel !== mine) return;
+    refused(e.detail);
+  });
+}
+
+function renderState({ state, delay }) {
+  const badge = $("channel-status");
+  badge.dataset.state = state;
+  const labels = {
+    idle: "",
+    connecting: "connecting…",
+    open: "live",
+    reconnecting: delay ? `reconnecting in ${Math.ceil(delay / 1000)} s…` : "reconnecting…",
+    refused: "refused",
+    closed: "closed",
+  };
+  badge.textContent = labels[state] ?? state;
+  if (state !== "open") setPublishing(false);
+  else if (channel && channel.role && channel.role !== "reader") setPublishing(true);
+}
+
+function refused({ reason, needsLogin }) {
+  setPublishing(false);
+  $("refused-reason").textContent = reason || "refused";
+  $("refused-hint").textContent = REFUSAL_HINTS[reason] || "";
+  show($("refused"), true);
+  renderPresence([]);
+  if (reason === "forbidden") loadItems(); // the item is gone from this user's list
+  if (needsLogin) {
+    // Keep the reason on screen; the form is right below.
+    show($("auth"), true);
+    $("auth-error").textContent = `Channel refused: ${reason}. Log in again to reconnect.`;
+  }
+}
+
+function setPublishing(enabled) {
+  $("message-input").disabled = !enabled;
+  $("send").disabled = !enabled;
+}
+
+function messageText(data) {
+  if (typeof data === "string") return data;
+  if (data && typeof data === "object" && typeof data.text === "string") return data.text;
+  return JSON.stringify(data);
+}
+
+function clock(ts) {
+  const date = new Date(ts);
+  return Number.isNaN(date.getTime()) ? ts : date.toLocaleTimeString();
+}
+
+function addLine(message) {
+  if (lines.has(message.seq)) return;
+  const list = $("messages");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const line = el(
+    "li",
+    { className: message.sender === client.user?.username ? "message mine" : "message" },
+    el("span", { className: "seq", text: `#${message.seq}` }),
+    el("span", { className: "sender", text: message.sender }),
+    el("span", { className: "text", text: messageText(message.data) }),
+    el("time", { className: "ts", text: clock(message.ts), attrs: { datetime: message.ts } }),
+  );
+  line.dataset.seq = String(message.seq);
+  // Keep seq order even when history arrives after live lines (rare: a linear scan).
+  const last = list.lastElementChild;
+  let before = null;
+  if (last && Number(last.dataset.seq) > message.seq) {
+    for (const [seq, node] of lines) {
+      if (seq > message.seq && (before === null || seq < Number(before.dataset.seq))) before = node;
+    }
+  }
+  list.insertBefore(line, before);
+  lines.set(message.seq, line);
+  if (atBottom || message.sender === client.user?.username) list.scrollTop = list.scrollHeight;
+}
+
+function renderPresence(users) {
+  $("online-count").textContent = String(users.length);
+  $("online").replaceChildren(
+    ...users.map((name) =>
+      el("li", { className: name === client.user?.username ? "person me" : "person", text: name }),
+    ),
+  );
+}
+
+$("publish").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("message-input");
+  const text = input.value;
+  if (!text.trim() || !channel) return;
+  $("publish-error").textContent = "";
+  input.value = "";
+  try {
+    await channel.publish({ text });
+  } catch (err) {
+    // Not acknowledged: it may or may not have been stored; the resumed stream will show
+    // it if it was. Give the text back so it is not lost from the user's side.
+    if (!input.value) input.value = text;
+    $("publish-error").textContent = `Not sent: ${describe(err)}`;
+  }
+  input.focus();
+});
+
+// Members.
+
+async function loadMembers() {
+  if (!current) return;
+  const opened = current;
+  let members;
+  try {
+    members = await client.members(opened.id);
+  } catch {
+    return;
+  }
+  if (current !== opened) return;
+  const owner = opened.owner === client.user?.username;
+  $("members").replaceChildren(
+    ...members.map((m) => {
+      const row = el(
+        "li",
+        { className: "person" },
+        el("span", { text: m.username }),
+        el("span", { className: `badge role-${m.role}`, text: m.role }),
+      );
+      if (owner && m.role !== "owner") {
+        const remove = el("button", {
+          className: "link danger",
+          text: "remove",
+          attrs: { type: "button", "aria-label": `Remove ${m.username}` },
+        });
+        remove.addEventListener("click", async () => {
+          try {
+            await client.unshare(opened.id, m.username);
+            $("share-error").textContent = "";
+          } catch (err) {
+            $("share-error").textContent = describe(err);
+          }
+          loadMembers();
+        });
+        row.append(remove);
+      }
+      return row;
+    }),
+  );
+}
+
+$("share").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!current) return;
+  const username = $("share-username").value.trim();
+  try {
+    await client.share(current.id, username, $("share-role").value);
+    $("share-username").value = "";
+    $("share-error").textContent = "";
+  } catch (err) {
+    $("share-error").textContent =
+      err instanceof ApiError && err.status === 404 ? `No user named ${username}.` : describe(err);
+  }
+  loadMembers();
+});
+
+$("delete-item").addEventListener("click", async () => {
+  if (!current || !window.confirm(`Delete “${current.name}” and all its messages?`)) return;
+  try {
+    await client.deleteItem(current.id);
+  } catch (err) {
+    $("publish-error").textContent = describe(err);
+    return;
+  }
+  closeChannel();
+  current = null;
+  history.replaceState(null, "", location.pathname);
+  show($("item-view"), false);
+  show($("no-item"), true);
+  loadItems();
+});
+
+// Start.
+
+bindAuthForm(client, (user) => {
+  if (channel && channel.state === "refused" && current) {
+    // Logged in again after a refusal that asked for it: reconnect where we were.
+    show($("auth"), false);
+    showUser(user);
+    openItem(current.id);
+    return;
+  }
+  showWorkspace(user);
+});
+bindHeader(client, () => {
+  history.replaceState(null, "", location.pathname);
+  showAuth();
+});
+client.addEventListener("logout", () => showAuth("Your session ended; log in again."));
+
+client.resume().then(
+  (user) => (user ? showWorkspace(user) : showAuth()),
+  (err) => showAuth(describe(err)),
+);
