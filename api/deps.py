@@ -24,11 +24,11 @@ from api.config import Settings
 from api.errors import AuthFailure, NotFound
 from api.items import service
 from api.items.service import Access
+from api.patterns import ITEM_ID_RE
 from api.realtime import protocol
 from api.realtime.broker import Broker
 from api.realtime.hub import Hub
 
-ITEM_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 SINCE_RE = re.compile(r"[0-9]+")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -1,6 +1,10 @@
-"""Request body limit for every HTTP request (ASGI middleware)."""
+"""Limits at the edge: request bodies, handshake line length, encoded slashes."""
 
 from __future__ import annotations
+
+import os
+import re
+from urllib.parse import unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,3 +61,41 @@ async def _reject(send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# websockets parses the handshake again below uvicorn with 8 KiB lines: a longer request
+# line (a 10 kB token in the URL) makes uvicorn drop the reply and the client hang.
+# 64 KiB lets such a handshake complete and be refused properly with 1008.
+HANDSHAKE_LINE_LIMIT = 64 * 1024
+
+
+def allow_long_handshake_lines() -> None:
+    import websockets.http11
+
+    if "WEBSOCKETS_MAX_LINE_LENGTH" not in os.environ:
+        websockets.http11.MAX_LINE_LENGTH = max(
+            websockets.http11.MAX_LINE_LENGTH, HANDSHAKE_LINE_LIMIT
+        )
+
+
+class KeepEncodedSlashes:
+    """Route on the path with `%2F` kept encoded.
+
+    uvicorn decodes `/items/a%2Fb` to `/items/a/b`, which matches no route (a bare 404,
+    or an HTTP 403 for a WebSocket). Kept encoded, `a%2Fb` reaches the item routes as an
+    id that fails its pattern: 422 on REST, 1008 `forbidden` on a channel.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path")
+        if scope["type"] in ("http", "websocket") and raw and b"%2" in raw:
+            parts = ENCODED_SLASH.split(raw.decode("latin-1"))
+            if len(parts) > 1:
+                scope = {**scope, "path": "%2F".join(unquote(p) for p in parts)}
+        await self.app(scope, receive, send)
+
+
+ENCODED_SLASH = re.compile("%2[Ff]")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import WebSocketRequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketState
 
@@ -19,7 +22,7 @@ from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
 from api.items.feed import StoreFeed
-from api.limits import BodyLimit
+from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
 from api.realtime import protocol
 from api.realtime.broker import broker_from_url
@@ -33,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Fail at start-up, not at the first login, when the key is unusable.
     signing_key = settings.signing_key
     install_redaction()
+    allow_long_handshake_lines()
     configure_password_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     if settings.log_json:
         use_json_logs()
@@ -88,11 +92,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The publish route applies MAX_MESSAGE_BYTES itself; this bounds every other body.
     body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
     app.add_middleware(BodyLimit, limit=body_limit)
+    app.add_middleware(KeepEncodedSlashes)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
     for module in (auth, items, channel, ops, monitor, pages):
         app.include_router(module.router)
     return app
+
+
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own answers, except that a body it cannot parse (nested too deep for
+    its JSON parser, say) is an invalid body: 422, as for any other."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": "JSON could not be parsed"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 async def reject_socket(websocket: WebSocket, exc: Exception) -> None:

@@ -7,6 +7,8 @@ them, and `/metrics` aggregates every worker's files; otherwise scrape each work
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 
 from prometheus_client import (
@@ -45,8 +47,17 @@ GAP_FILLS = Counter(
 )
 
 
+TASKS = Gauge(
+    "item_channels_asyncio_tasks",
+    "asyncio tasks alive in this worker (leak detection)",
+    multiprocess_mode="livesum",
+)
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text, aggregated over workers in multiprocess mode."""
+    with contextlib.suppress(RuntimeError):  # no running loop: rendered outside a server
+        TASKS.set(len(asyncio.all_tasks()))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth.security import hash_password, new_id, verify_password
 from api.errors import Conflict, Unauthorized
 from api.models import User
+from api.patterns import USERNAME_RE
 
 
 async def register(db: AsyncSession, username: str, password: str) -> User:
@@ -28,7 +29,11 @@ async def register(db: AsyncSession, username: str, password: str) -> User:
 
 async def authenticate(db: AsyncSession, username: str, password: str) -> User:
     """The user for these credentials; one answer for unknown names and wrong passwords."""
-    user = await db.scalar(select(User).where(User.username == username))
+    # A name outside the pattern cannot exist: no query (PostgreSQL refuses some of
+    # them, NUL for one), but the same hash work as for any unknown user.
+    user = None
+    if USERNAME_RE.fullmatch(username):
+        user = await db.scalar(select(User).where(User.username == username))
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if not ok or user is None:
         raise Unauthorized("incorrect username or password")

@@ -18,6 +18,8 @@ from api.models import Item, Message
 from api.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
+# Seqs are 32-bit integers in the store: two billion messages per item.
+MAX_SEQ = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,7 @@ class Outbox:
         "catch_up_to",
         "item_id",
         "last_seq",
+        "on_close",
         "session_id",
         "user_id",
         "username",
@@ -134,6 +135,8 @@ class Outbox:
         self.last_seq = 0
         # Messages up to here are read from the store before live frames are sent.
         self.catch_up_to = 0
+        # Told when a close is requested (the socket's handler bounds the wait).
+        self.on_close: Callable[[], None] | None = None
 
     @property
     def closing(self) -> _Close | None:
@@ -160,6 +163,8 @@ class Outbox:
         self._queue.clear()
         self._queue.append(self._closing)
         self._wake.set()
+        if self.on_close is not None:
+            self.on_close()
 
     async def run(self) -> None:
         """The writer: catch up from the store, then send queued frames in order."""

@@ -83,12 +83,19 @@ async def item_channel(
         writer = asyncio.create_task(_run_writer(outbox), name="channel-writer")
         await hub.join(outbox)
         socket.arm_deadlines()
-        close = await socket.read_loop()
-        if close is not None:
-            outbox.request_close(*close)
-        if outbox.closing is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), CLOSE_GRACE)
+        outbox.on_close = socket.abandon_later
+        try:
+            close = await socket.read_loop()
+            if close is not None:
+                outbox.request_close(*close)
+            if outbox.closing is not None:
+                await asyncio.shield(writer)
+        except asyncio.CancelledError:
+            # Our own doing when the close frame could not be sent within CLOSE_GRACE
+            # (a peer that stopped reading): let go of the socket, don't wait forever.
+            if not socket.abandoned:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
     finally:
         closing = outbox.closing
         log.info(
@@ -96,7 +103,7 @@ async def item_channel(
             extra={**context, "close_code": closing.code if closing else None},
         )
         metrics.OPEN_SOCKETS.dec()
-        socket.disarm_deadlines()
+        socket.stop()
         hub.detach(outbox)
         if writer is not None:
             writer.cancel()
@@ -164,9 +171,24 @@ class _Socket:
         self.runtime = runtime
         self.outbox = outbox
         self.principal = principal
+        self.abandoned = False
+        self._handler = asyncio.current_task()
+        self._abandon_timer: asyncio.TimerHandle | None = None
         self._timers: list[asyncio.TimerHandle] = []
         settings = runtime.settings
         self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+
+    def abandon_later(self) -> None:
+        """Called when a close is requested: if the close frame has not gone out within
+        CLOSE_GRACE (the peer stopped reading), stop serving the socket."""
+        if self._abandon_timer is None:
+            loop = asyncio.get_running_loop()
+            self._abandon_timer = loop.call_later(CLOSE_GRACE, self._abandon)
+
+    def _abandon(self) -> None:
+        if self._handler is not None and not self._handler.done():
+            self.abandoned = True
+            self._handler.cancel()
 
     # Deadlines: the session's expiry, and the current access token's.
 
@@ -197,6 +219,11 @@ class _Socket:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+
+    def stop(self) -> None:
+        self.disarm_deadlines()
+        if self._abandon_timer is not None:
+            self._abandon_timer.cancel()
 
     # Frames from the client.
 

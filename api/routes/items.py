@@ -192,7 +192,7 @@ async def get_messages(
     item_id: ItemIdPath,
     principal: CurrentUser,
     db: DbDep,
-    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Stored messages with `seq > after`, ascending, at most `limit`."""
@@ -200,7 +200,8 @@ async def get_messages(
         await service.access(db, item_id, principal.user_id)
     except NotFound as exc:
         raise http_error(exc) from exc
-    rows = await messages.history(db, item_id, after, limit)
+    # Any non-negative integer is valid; past the largest storable seq there is nothing.
+    rows = await messages.history(db, item_id, min(after, messages.MAX_SEQ), limit)
     return JSONText("[" + ",".join(m.body() for m in rows) + "]")
 
 

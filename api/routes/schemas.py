@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
 
 from api.clock import iso_z
-
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
-ITEM_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+from api.patterns import ITEM_ID_PATTERN, USERNAME_PATTERN
 
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
@@ -50,8 +55,15 @@ class TicketOut(BaseModel):
     expires_in: int
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; refuse it everywhere for one behaviour.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class ItemIn(_Body):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)]
     id: ItemId | None = None
 
 
