@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from api.db import make_engine, make_session_factory
 from api.items import messages
@@ -278,3 +279,28 @@ async def test_a_redis_restart_loses_no_message(tmp_path: Path) -> None:
             assert worker.proc is not None and worker.proc.poll() is None
             r = await rest(worker, "GET", "/readyz", alice)
             assert r.status_code == 200, r.text
+
+
+async def first_frame_or_close(url: str) -> str:
+    """'ready' or the close reason of a handshake."""
+    async with connect(url, open_timeout=TIMEOUT) as ws:
+        try:
+            return str((await recv(ws))["type"])
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1008
+            return closed.rcvd.reason
+
+
+async def test_a_ticket_presented_to_two_workers_at_once_opens_one_socket(
+    tmp_path: Path,
+) -> None:
+    with workers(tmp_path) as (w1, w2):
+        alice = await login(w1)
+        item = await shared_item(alice)
+        for _ in range(5):
+            r = await rest(w1, "POST", "/auth/ws-ticket", alice, json={"item_id": item})
+            ticket = r.json()["token"]
+            outcomes = await asyncio.gather(
+                *(first_frame_or_close(f"{w.ws}/items/{item}/ws?token={ticket}") for w in (w1, w2))
+            )
+            assert sorted(outcomes) == ["invalid token", "ready"]
