@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 3
 
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test browser bench clean
+.PHONY: run test lint install install-test browser bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ test: lint browser
 
 bench: install-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: install-test
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks of the item channels against two baselines: `python -m bench`."""
