@@ -55,6 +55,10 @@ class Store(Protocol):
 
 CONTROL_CHANNEL = "control"
 FILL_PAGE = 500
+# An item's subscription outlives its last socket this long (reconnects are common).
+LINGER = 30.0
+# Revocations are remembered this long, for sockets checked just before they arrived.
+RECENT_REVOCATIONS = 120.0
 
 
 def item_channel(item_id: str) -> str:
@@ -215,6 +219,8 @@ class _ItemState:
     # The last seq handed to the outboxes; every later one is delivered in order.
     last_seq: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set while the item has no socket: the subscription is kept a while for the next.
+    linger: asyncio.TimerHandle | None = None
 
 
 class Hub:
@@ -231,6 +237,7 @@ class Hub:
         self._items: dict[str, _ItemState] = {}
         self._by_session: defaultdict[str, set[Outbox]] = defaultdict(set)
         self._per_user: Counter[str] = Counter()
+        self._recent: dict[tuple[str, ...], float] = {}
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
@@ -280,11 +287,43 @@ class Hub:
             state.task = asyncio.create_task(
                 self._item_loop(outbox.item_id, state), name=f"hub-item-{outbox.item_id}"
             )
+        if state.linger is not None:
+            state.linger.cancel()
+            state.linger = None
         state.outboxes.add(outbox)
         self._by_session[outbox.session_id].add(outbox)
         self._per_user[outbox.user_id] += 1
         outbox._hub = self
         await state.ready.wait()
+
+    def last_seq(self, item_id: str) -> int:
+        """The last seq this process has delivered on the item (attached items only).
+
+        A socket attached now receives every later message, so this is where its
+        stream starts: no need to ask the store."""
+        return self._items[item_id].last_seq
+
+    def revoked_recently(self, outbox: Outbox) -> str | None:
+        """The close reason if a revocation for this socket arrived recently.
+
+        Credentials are checked before a socket is attached; a revocation that arrives
+        in between is remembered here, so the socket is closed all the same."""
+        now = time.monotonic()
+        recent = self._recent
+        if recent.get(("session", outbox.session_id), 0) > now:
+            return protocol.SESSION_REVOKED
+        if (
+            recent.get(("item", outbox.item_id), 0) > now
+            or recent.get(("member", outbox.item_id, outbox.user_id), 0) > now
+        ):
+            return protocol.FORBIDDEN
+        return None
+
+    def _remember(self, key: tuple[str, ...]) -> None:
+        now = time.monotonic()
+        if len(self._recent) > 10_000:
+            self._recent = {k: t for k, t in self._recent.items() if t > now}
+        self._recent[key] = now + RECENT_REVOCATIONS
 
     def detach(self, outbox: Outbox) -> None:
         if outbox._hub is None:
@@ -302,8 +341,17 @@ class Hub:
         if state is None:
             return
         state.outboxes.discard(outbox)
-        if not state.outboxes:
-            del self._items[outbox.item_id]
+        if not state.outboxes and state.linger is None:
+            loop = asyncio.get_running_loop()
+            state.linger = loop.call_later(LINGER, self._drop_item, outbox.item_id, state)
+
+    def _drop_item(self, item_id: str, state: _ItemState) -> None:
+        """Unsubscribe from an item (no socket left, or the item is gone)."""
+        if state.linger is not None:
+            state.linger.cancel()
+            state.linger = None
+        if self._items.get(item_id) is state and not state.outboxes:
+            del self._items[item_id]
             if state.task is not None:
                 state.task.cancel()
 
@@ -425,10 +473,18 @@ class Hub:
         ready = {i: s for i, s in self._items.items() if s.ready.is_set()}
         if not ready:
             return
+        # Taken before the query: anything delivered by then was stored by then, so a
+        # store that answers less has lost the item (deleted, maybe created again).
+        delivered = {item_id: state.last_seq for item_id, state in ready.items()}
         latest = await self.store.latest(list(ready))
         for item_id, state in ready.items():
             seq = latest.get(item_id)
-            if seq is not None and seq > state.last_seq:
+            if seq is None or seq < delivered[item_id]:
+                # Deleted (and perhaps created again) while a revocation was lost.
+                for outbox in tuple(state.outboxes):
+                    outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+                self._drop_item(item_id, state)
+            elif seq > state.last_seq:
                 await self._catch_up(item_id, state, seq)
 
     async def _poll_forever(self) -> None:
@@ -472,12 +528,18 @@ class Hub:
     def _apply(self, command: dict[str, str]) -> None:
         op = command.get("op")
         if op == "session":
+            self._remember(("session", command["sid"]))
             for outbox in tuple(self._by_session.get(command["sid"], ())):
                 outbox.request_close(protocol.POLICY_VIOLATION, protocol.SESSION_REVOKED)
         elif op in ("member", "item"):
-            state = self._items.get(command["item"])
+            item_id = command["item"]
+            self._remember((op, item_id) if op == "item" else (op, item_id, command["user"]))
+            state = self._items.get(item_id)
             if state is None:
                 return
             for outbox in tuple(state.outboxes):
                 if op == "item" or outbox.user_id == command["user"]:
                     outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+            if op == "item":
+                # A new item may take the id, with seqs from 1 again: start afresh.
+                self._drop_item(item_id, state)

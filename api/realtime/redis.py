@@ -16,7 +16,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api import metrics
 from api.realtime.memory import QueueSubscription
@@ -25,6 +29,19 @@ log = logging.getLogger(__name__)
 
 PREFIX = "ic:"
 MAX_BACKOFF = 5.0
+
+
+def redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """A client whose commands survive a Redis restart: a pooled connection found
+    dead is replaced and the command tried again (twice, 50 ms then 100 ms later)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **options,
+    )
 
 
 class RedisBroker:
@@ -40,9 +57,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
 
     def _new_client(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=5
-        )
+        return redis_client(self.url, health_check_interval=5)
 
     async def start(self) -> None:
         self.client = self._new_client()

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from api.realtime.presence import Announce
+from api.realtime.redis import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class RedisPresence:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+        self.client = redis_client(self.url)
         self._join = self.client.register_script(JOIN)
         self._leave = self.client.register_script(LEAVE)
         self._reap = self.client.register_script(REAP)

@@ -8,10 +8,10 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api import metrics
@@ -19,7 +19,7 @@ from api.auth import sessions
 from api.auth.credentials import Principal
 from api.deps import ChannelAccessDep, Runtime, RuntimeDep
 from api.errors import AuthFailure, Forbidden, NotFound
-from api.items import messages, service
+from api.items import messages
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.hub import Outbox
@@ -65,17 +65,16 @@ async def item_channel(
     log.info("channel open", extra=context)
     try:
         await hub.attach(outbox)
-        # Checked again once attached: a revocation or a new message from now on
-        # reaches this socket; one from before is seen here.
-        async with runtime.session_factory() as db:
-            standing = await _access_or_none(db, item_id, principal.user_id)
-            active = await sessions.by_id(db, principal.session_id)
-        if active is None:
-            await websocket.close(protocol.POLICY_VIOLATION, protocol.SESSION_REVOKED)
+        # Attached: every revocation and message from now on reaches this socket. One
+        # that came after the credential checks but before this is remembered by the hub.
+        revoked = hub.revoked_recently(outbox)
+        if revoked is not None:
+            await websocket.close(protocol.POLICY_VIOLATION, revoked)
             return
-        if standing is None:
-            await websocket.close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
-            return
+        # The store's figure (read by the checks) may run ahead of what reached this
+        # process; frames up to it are then dropped as duplicates when they arrive.
+        last_seq = max(channel.access.last_seq, hub.last_seq(item_id))
+        standing = replace(channel.access, last_seq=last_seq)
         ready, start_after = _ready_frame(runtime, principal, standing, channel.since)
         await websocket.send_text(ready)
         outbox.last_seq = start_after
@@ -111,13 +110,6 @@ async def item_channel(
                 await writer
         with contextlib.suppress(Exception):
             await hub.leave(outbox)
-
-
-async def _access_or_none(db: AsyncSession, item_id: str, user_id: str) -> Access | None:
-    try:
-        return await service.access(db, item_id, user_id)
-    except NotFound:
-        return None
 
 
 def _ready_frame(
