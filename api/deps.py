@@ -24,6 +24,7 @@ from api.config import Settings
 from api.errors import AuthFailure, NotFound
 from api.items import service
 from api.items.service import Access
+from api.items.writer import MessageWriter
 from api.patterns import ITEM_ID_RE
 from api.realtime import protocol
 from api.realtime.broker import Broker
@@ -44,6 +45,7 @@ class Runtime:
     resolver: CredentialResolver
     broker: Broker
     hub: Hub
+    writer: MessageWriter
     login_throttle_user: FailureThrottle
     login_throttle_address: FailureThrottle
 

@@ -22,6 +22,7 @@ from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
 from api.items.feed import StoreFeed
+from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
 from api.realtime import protocol
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await presence.start()
         hub = Hub(broker, presence, StoreFeed(session_factory), settings.gap_check_interval)
         await hub.start()
+        writer = MessageWriter(session_factory, hub, settings.message_retention)
+        await writer.start()
         resolver = CredentialResolver(
             codec, session_factory, settings.allowed_origins, ticket_consumer(session_factory)
         )
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resolver=resolver,
             broker=broker,
             hub=hub,
+            writer=writer,
             login_throttle_user=FailureThrottle(
                 settings.login_failures_per_username, settings.login_failure_window
             ),
@@ -78,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await writer.stop()
             await hub.stop()
             await presence.close()
             await broker.close()

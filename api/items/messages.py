@@ -8,14 +8,13 @@ from datetime import datetime
 
 import orjson
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
 from api.clock import iso_z, utcnow
 from api.errors import Forbidden, NotFound
 from api.items.service import access
 from api.models import Item, Message
-from api.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
 # Seqs are 32-bit integers in the store: two billion messages per item.
@@ -85,26 +84,6 @@ async def store(
     await db.commit()
     metrics.MESSAGES_STORED.inc()
     return StoredMessage(item_id, seq, username, data, ts)
-
-
-async def publish(
-    session_factory: async_sessionmaker[AsyncSession],
-    hub: Hub,
-    item_id: str,
-    user_id: str,
-    username: str,
-    data: str,
-    retention: int = 0,
-) -> StoredMessage:
-    async with session_factory() as db:
-        msg = await store(db, item_id, user_id, username, data, retention)
-    # Stored first: once acknowledged, a message can always be re-read, even if this
-    # broker publish never arrives (hubs fill gaps from the store and poll it).
-    try:
-        await hub.publish_message(item_id, msg.seq, msg.frame())
-    except Exception:
-        log.warning("broker publish failed; hubs will read the message from the store")
-    return msg
 
 
 async def history(db: AsyncSession, item_id: str, after: int, limit: int) -> list[StoredMessage]:

@@ -37,6 +37,8 @@ ITEM_FULL = "item full"
 # Error codes in `error` frames.
 BAD_REQUEST = "bad_request"
 RATE_LIMITED = "rate_limited"
+# The store failed: the publish was not acknowledged and may be retried.
+UNAVAILABLE = "unavailable"
 
 Ref = Annotated[str, Field(max_length=64)]
 

@@ -7,9 +7,11 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -20,6 +22,7 @@ from api.auth.credentials import Principal
 from api.deps import ChannelAccessDep, Runtime, RuntimeDep
 from api.errors import AuthFailure, Forbidden, NotFound
 from api.items import messages
+from api.items.messages import StoredMessage
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.hub import Outbox
@@ -29,6 +32,8 @@ router = APIRouter(tags=["channel"])
 
 # How long a closing socket's writer may take to flush its close frame.
 CLOSE_GRACE = 5.0
+# Publishes of one socket waiting for their group commit before it stops reading.
+MAX_INFLIGHT = 256
 
 
 @router.websocket("/items/{item_id}/ws")
@@ -169,6 +174,7 @@ class _Socket:
         self._timers: list[asyncio.TimerHandle] = []
         settings = runtime.settings
         self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+        self._inflight: deque[asyncio.Future[StoredMessage]] = deque()
 
     def abandon_later(self) -> None:
         """Called when a close is requested: if the close frame has not gone out within
@@ -238,8 +244,11 @@ class _Socket:
         try:
             frame = protocol.parse_client_frame(text)
         except protocol.FrameError as exc:
+            await self.settle()
             self.error(protocol.BAD_REQUEST, exc.detail, exc.ref)
             return
+        if not isinstance(frame, protocol.PublishFrame):
+            await self.settle()
         if isinstance(frame, protocol.PingFrame):
             self.outbox.push(0, protocol.PONG)
         elif isinstance(frame, protocol.PublishFrame):
@@ -254,26 +263,43 @@ class _Socket:
         if not self._bucket.take():
             self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
             return
-        # The role is checked by the store, in the publishing transaction: it may have
-        # changed since the handshake, either way.
-        runtime = self.runtime
-        try:
-            msg = await messages.publish(
-                runtime.session_factory,
-                runtime.hub,
-                self.outbox.item_id,
-                self.principal.user_id,
-                self.principal.username,
-                messages.encode_data(frame.data),
-                runtime.settings.message_retention,
-            )
-        except Forbidden:
-            self.error(protocol.FORBIDDEN, "readers cannot publish", frame.ref)
+        inflight = self._inflight
+        while inflight and inflight[0].done():
+            inflight.popleft()
+        if len(inflight) >= MAX_INFLIGHT:
+            # Backpressure: stop reading until the oldest publish is stored.
+            await asyncio.wait([inflight[0]])
+        # Not awaited: the next frames are read while this one waits for its group
+        # commit. The writer checks the role in the storing transaction (it may have
+        # changed since the handshake); answers go out in the order of the publishes.
+        future = self.runtime.writer.submit(
+            self.outbox.item_id,
+            self.principal.user_id,
+            self.principal.username,
+            messages.encode_data(frame.data),
+        )
+        future.add_done_callback(partial(self._stored, frame.ref))
+        inflight.append(future)
+
+    def _stored(self, ref: str | None, future: asyncio.Future[StoredMessage]) -> None:
+        if future.cancelled():
             return
-        except NotFound:
+        exc = future.exception()
+        if exc is None:
+            seq = future.result().seq
+            self.outbox.push(0, protocol.encode(protocol.AckFrame(ref=ref, seq=seq)))
+        elif isinstance(exc, Forbidden):
+            self.error(protocol.FORBIDDEN, "readers cannot publish", ref)
+        elif isinstance(exc, NotFound):
             self.outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
-            return
-        self.outbox.push(0, protocol.encode(protocol.AckFrame(ref=frame.ref, seq=msg.seq)))
+        else:
+            self.error(protocol.UNAVAILABLE, "the message was not stored; publish it again", ref)
+
+    async def settle(self) -> None:
+        """Wait for the publishes in flight, so that answers keep the frames' order."""
+        if self._inflight:
+            await asyncio.wait(list(self._inflight))
+            self._inflight.clear()
 
     async def refresh(self, frame: protocol.RefreshFrame) -> None:
         runtime = self.runtime

@@ -173,14 +173,8 @@ async def post_message(
     await db.close()
     body = await publish_body(request, runtime)
     try:
-        msg = await messages.publish(
-            runtime.session_factory,
-            runtime.hub,
-            item_id,
-            principal.user_id,
-            principal.username,
-            messages.encode_data(body.data),
-            runtime.settings.message_retention,
+        msg = await runtime.writer.publish(
+            item_id, principal.user_id, principal.username, messages.encode_data(body.data)
         )
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
