@@ -203,6 +203,10 @@ class Soak:
         assert r.status_code == 200
         return gauge(r.text, "item_channels_open_sockets")
 
+    async def tasks(self) -> float:
+        r = await self.http.get("/metrics")
+        return gauge(r.text, "item_channels_asyncio_tasks")
+
     async def settle(self, pid: int, fds_at_most: int | None = None) -> tuple[float, int]:
         """Wait (bounded) until the server has closed every socket; (gauge, fds)."""
         deadline = time.monotonic() + 15
@@ -238,6 +242,7 @@ async def test_connect_disconnect_cycles_leak_no_descriptor_socket_or_memory(
         sockets, fds_before = await soak.settle(pid)
         assert sockets == 0
         rss_before = rss_kb(pid)
+        tasks_before = await soak.tasks()
 
         await soak.run(CYCLES, start=WARM_UP)
         assert sum(soak.counts.values()) == WARM_UP + CYCLES
@@ -250,6 +255,10 @@ async def test_connect_disconnect_cycles_leak_no_descriptor_socket_or_memory(
             f"RSS {rss_before} -> {rss_after} kB"
         )
         assert sockets == 0, "sockets still counted open after every client left"
+        # The server's own tasks (broker, hub, writer, item subscriptions) stay; no task
+        # may be left behind per connection. A few of slack: /metrics runs in one.
+        tasks_after = await soak.tasks()
+        assert tasks_after <= tasks_before + 3, (tasks_before, tasks_after)
         assert abs(fds_after - fds_before) <= FD_SLACK, (fds_before, fds_after)
         growth = rss_after - rss_before
         assert growth < RSS_GROWTH_LIMIT_KB, (
