@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Argon2id cost: lower only where hashing time matters more than resistance (tests).
     password_hash_time_cost: int = Field(3, ge=1, le=20)
     password_hash_memory_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)
+    # Sessions and item access are cached this long (seconds) for handshakes and
+    # token-authenticated requests; revocations evict at once. 0 disables the caches.
+    auth_cache_ttl: float = Field(5.0, ge=0, le=300)
     # Abuse limits (see the README's "Limits").
     ws_publish_rate: float = Field(100.0, gt=0)
     ws_publish_burst: int = Field(200, ge=1)

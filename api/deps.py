@@ -20,6 +20,7 @@ from api.auth.credentials import (
 )
 from api.auth.security import TokenCodec
 from api.auth.throttle import FailureThrottle
+from api.cache import TTLCache
 from api.config import Settings
 from api.errors import AuthFailure, NotFound
 from api.items import service
@@ -46,6 +47,7 @@ class Runtime:
     broker: Broker
     hub: Hub
     writer: MessageWriter
+    access_cache: TTLCache[tuple[str, str], Access]
     login_throttle_user: FailureThrottle
     login_throttle_address: FailureThrottle
 
@@ -149,8 +151,11 @@ async def channel_access(
     try:
         # A short session of its own: a dependency-scoped one would be held open for
         # the socket's whole life and exhaust the pool.
-        async with runtime.session_factory() as db:
-            standing = await service.access(db, item_id, principal.user_id)
+        standing = runtime.access_cache.get((item_id, principal.user_id))
+        if standing is None:
+            async with runtime.session_factory() as db:
+                standing = await service.access(db, item_id, principal.user_id)
+            runtime.access_cache.put((item_id, principal.user_id), standing)
     except NotFound as exc:
         raise ChannelRejected(protocol.FORBIDDEN, subprotocol) from exc
     raw_since = websocket.query_params.get("since")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exception_handlers import http_exception_handler
@@ -18,10 +19,12 @@ from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
+from api.cache import TTLCache
 from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
 from api.items.feed import StoreFeed
+from api.items.service import Access
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
@@ -61,8 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         writer = MessageWriter(session_factory, hub, settings.message_retention)
         await writer.start()
         resolver = CredentialResolver(
-            codec, session_factory, settings.allowed_origins, ticket_consumer(session_factory)
+            codec,
+            session_factory,
+            settings.allowed_origins,
+            ticket_consumer(session_factory),
+            session_cache_ttl=settings.auth_cache_ttl,
         )
+        access_cache: TTLCache[tuple[str, str], Access] = TTLCache(settings.auth_cache_ttl)
+        hub.on_revocation = partial(evict, resolver, access_cache)
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -72,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             broker=broker,
             hub=hub,
             writer=writer,
+            access_cache=access_cache,
             login_throttle_user=FailureThrottle(
                 settings.login_failures_per_username, settings.login_failure_window
             ),
@@ -104,6 +114,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, items, channel, ops, monitor, pages):
         app.include_router(module.router)
     return app
+
+
+def evict(
+    resolver: CredentialResolver,
+    access_cache: TTLCache[tuple[str, str], Access],
+    command: dict[str, str],
+) -> None:
+    """Keep the credential caches in step with revocations (local or remote)."""
+    op = command.get("op")
+    if op == "session":
+        resolver.forget_session(command["sid"])
+    elif op in ("member", "role"):
+        access_cache.pop((command["item"], command["user"]))
+    elif op == "item":
+        access_cache.drop_where(lambda key: key[0] == command["item"])
+    elif op == "all":  # the broker was away: anything may have been missed
+        resolver.forget_all_sessions()
+        access_cache.clear()
 
 
 BODY_PARSE_ERROR = "There was an error parsing the body"

@@ -18,6 +18,8 @@ from starlette.requests import HTTPConnection
 
 from api.auth import sessions
 from api.auth.security import ACCESS, TICKET, TokenClaims, TokenCodec
+from api.cache import TTLCache
+from api.clock import utcnow
 from api.errors import AuthFailure
 from api.realtime.protocol import (
     INVALID_SESSION,
@@ -103,11 +105,22 @@ class CredentialResolver:
         session_factory: async_sessionmaker[AsyncSession],
         allowed_origins: tuple[str, ...],
         consume_ticket: TicketConsumer | None = None,
+        session_cache_ttl: float = 0.0,
     ) -> None:
         self._codec = codec
         self._session_factory = session_factory
         self._allowed_origins = allowed_origins
         self._consume_ticket = consume_ticket
+        # Sessions by id, so that a handshake or request with a token needs no query.
+        # A revocation evicts at once (here through `forget_session`, elsewhere through
+        # the broker); the TTL bounds staleness if such a message is ever lost.
+        self._sessions: TTLCache[str, sessions.ActiveSession] = TTLCache(session_cache_ttl)
+
+    def forget_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id)
+
+    def forget_all_sessions(self) -> None:
+        self._sessions.clear()
 
     def origin_allowed(self, presented: Presented) -> bool:
         if presented.origin is None:
@@ -141,10 +154,13 @@ class CredentialResolver:
                 raise AuthFailure(INVALID_TOKEN)
             if claims.item_id is not None and claims.item_id != item_id:
                 raise AuthFailure(INVALID_TOKEN)
-        async with self._session_factory() as db:
-            active = await sessions.by_id(db, claims.sid)
-        if active is None:
-            raise AuthFailure(INVALID_SESSION)
+        active = self._sessions.get(claims.sid)
+        if active is None or active.expires_at <= utcnow():
+            async with self._session_factory() as db:
+                active = await sessions.by_id(db, claims.sid)
+            if active is None:
+                raise AuthFailure(INVALID_SESSION)
+            self._sessions.put(claims.sid, active)
         if active.user_id != claims.sub:
             raise AuthFailure(INVALID_TOKEN)
         return Principal(

@@ -238,6 +238,8 @@ class Hub:
         self._by_session: defaultdict[str, set[Outbox]] = defaultdict(set)
         self._per_user: Counter[str] = Counter()
         self._recent: dict[tuple[str, ...], float] = {}
+        # Told of every revocation, local or from another worker (to evict caches).
+        self.on_revocation: Callable[[dict[str, str]], None] | None = None
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
@@ -401,10 +403,16 @@ class Hub:
     async def revoke_member(self, item_id: str, user_id: str) -> None:
         await self._control({"op": "member", "item": item_id, "user": user_id})
 
+    async def role_changed(self, item_id: str, user_id: str) -> None:
+        """Not a revocation (the socket stays), but cached rights must be re-read."""
+        await self._control({"op": "role", "item": item_id, "user": user_id})
+
     async def revoke_item(self, item_id: str) -> None:
         await self._control({"op": "item", "item": item_id})
 
     async def _control(self, command: dict[str, str]) -> None:
+        # Applied here at once, then by every worker (this one again, harmlessly).
+        self._apply(command)
         await self.broker.publish(CONTROL_CHANNEL, orjson.dumps(command))
 
     # Receiving.
@@ -497,6 +505,8 @@ class Hub:
 
     async def recover(self) -> None:
         """After a broker outage: deliver missed messages, apply missed revocations."""
+        if self.on_revocation is not None:
+            self.on_revocation({"op": "all"})
         await self.poll()
         outboxes = [o for s in self._items.values() for o in s.outboxes]
         revoked = await self.store.revoked_sessions({o.session_id for o in outboxes})
@@ -526,6 +536,8 @@ class Hub:
                     log.exception("bad control message")
 
     def _apply(self, command: dict[str, str]) -> None:
+        if self.on_revocation is not None:
+            self.on_revocation(command)
         op = command.get("op")
         if op == "session":
             self._remember(("session", command["sid"]))

@@ -91,13 +91,21 @@ async def list_members(item_id: ItemIdPath, principal: CurrentUser, db: DbDep) -
 
 @router.put("/{item_id}/members/{username}")
 async def put_member(
-    item_id: ItemIdPath, username: UsernamePath, body: MemberIn, principal: CurrentUser, db: DbDep
+    item_id: ItemIdPath,
+    username: UsernamePath,
+    body: MemberIn,
+    principal: CurrentUser,
+    runtime: RuntimeDep,
+    db: DbDep,
 ) -> MemberOut:
     """Add a member or change their role (owner)."""
     try:
-        await service.set_member(db, item_id, principal.user_id, username, Role(body.role))
+        member_id = await service.set_member(
+            db, item_id, principal.user_id, username, Role(body.role)
+        )
     except (NotFound, Forbidden, Conflict) as exc:
         raise http_error(exc) from exc
+    await runtime.hub.role_changed(item_id, member_id)
     return MemberOut(username=username, role=body.role)
 
 

@@ -304,3 +304,25 @@ async def test_a_ticket_presented_to_two_workers_at_once_opens_one_socket(
                 *(first_frame_or_close(f"{w.ws}/items/{item}/ws?token={ticket}") for w in (w1, w2))
             )
             assert sorted(outcomes) == ["invalid token", "ready"]
+
+
+async def test_a_session_revoked_on_one_worker_is_refused_by_the_others(tmp_path: Path) -> None:
+    """Sessions are cached per worker; a logout elsewhere evicts them through Redis."""
+    with workers(tmp_path) as (w1, w2):
+        alice = await login(w1)
+        item = await shared_item(alice)
+        ws = await channel(w2, item, alice)  # w2 now has alice's session cached
+        await ws.close()
+        r = await rest(w2, "GET", "/auth/me", alice)
+        assert r.status_code == 200
+        r = await rest(w1, "POST", "/auth/logout", alice)
+        assert r.status_code == 204
+        # Bounded wait for the broker's eviction message to reach w2.
+        for _ in range(50):
+            if (await rest(w2, "GET", "/auth/me", alice)).status_code == 401:
+                break
+            await asyncio.sleep(0.1)
+        assert (await rest(w2, "GET", "/auth/me", alice)).status_code == 401
+        assert await first_frame_or_close(f"{w2.ws}/items/{item}/ws?token={alice.token}") == (
+            "invalid session"
+        )
