@@ -96,6 +96,13 @@ def presented_by_websocket(conn: HTTPConnection) -> Presented:
     )
 
 
+class TokenOfAnotherUser(AuthFailure):
+    """A `refresh` frame carried a valid token, but not of the socket's user."""
+
+    def __init__(self) -> None:
+        super().__init__("the token belongs to another user")
+
+
 class CredentialResolver:
     """Turns a presented credential into a `Principal` or raises `AuthFailure(reason)`."""
 
@@ -170,6 +177,26 @@ class CredentialResolver:
             session_expires_at=active.expires_at,
             via="ticket" if claims.typ == TICKET else "token",
             token_exp=claims.exp if claims.typ == ACCESS else None,
+        )
+
+    async def refreshed(self, current: Principal, token: str) -> Principal:
+        """Who an open socket continues as after a `refresh` frame: the new access
+        token's user (who must be the same) under that token's session and `exp`.
+        Raises `TokenOfAnotherUser`, or `AuthFailure` for an invalid token or session."""
+        claims = self._codec.decode(token)
+        if claims.sub != current.user_id:
+            raise TokenOfAnotherUser
+        async with self._session_factory() as db:
+            active = await sessions.by_id(db, claims.sid)
+        if active is None:
+            raise AuthFailure(INVALID_SESSION)
+        return Principal(
+            user_id=active.user_id,
+            username=active.username,
+            session_id=active.session_id,
+            session_expires_at=active.expires_at,
+            via="token",
+            token_exp=claims.exp,
         )
 
     async def _from_cookie(self, cookie: str) -> Principal:

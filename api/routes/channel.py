@@ -17,7 +17,6 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api import metrics
-from api.auth import sessions
 from api.auth.credentials import Principal
 from api.deps import ChannelAccessDep, Runtime, RuntimeDep
 from api.errors import AuthFailure, Forbidden, NotFound
@@ -26,6 +25,7 @@ from api.items.messages import StoredMessage
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.hub import Outbox
+from api.routes.frames import Ending, next_text, refusal_code
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channel"])
@@ -225,19 +225,13 @@ class _Socket:
 
     # Frames from the client.
 
-    async def read_loop(self) -> tuple[int, str] | None:
+    async def read_loop(self) -> Ending:
         """Handle frames until the peer leaves; a close to send when the peer broke a rule."""
         limit = self.runtime.settings.max_message_bytes
         while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return None
-            text = message.get("text")
-            if text is None:
-                return protocol.UNSUPPORTED_DATA, "binary frames are not supported"
-            # Characters never outnumber bytes; encode only when it could matter.
-            if len(text) > limit // 4 and len(text.encode()) > limit:
-                return protocol.MESSAGE_TOO_BIG, "message too big"
+            text = await next_text(self.websocket, limit)
+            if not isinstance(text, str):
+                return text
             await self.handle(text)
 
     async def handle(self, text: str) -> None:
@@ -302,29 +296,12 @@ class _Socket:
             self._inflight.clear()
 
     async def refresh(self, frame: protocol.RefreshFrame) -> None:
-        runtime = self.runtime
         try:
-            claims = runtime.codec.decode(frame.token)
+            self.principal = await self.runtime.resolver.refreshed(self.principal, frame.token)
         except AuthFailure as exc:
-            self.error(protocol.BAD_REQUEST, exc.reason)
+            self.error(refusal_code(exc), exc.reason)
             return
-        if claims.sub != self.principal.user_id:
-            self.error(protocol.FORBIDDEN, "the token belongs to another user")
-            return
-        async with runtime.session_factory() as db:
-            active = await sessions.by_id(db, claims.sid)
-        if active is None:
-            self.error(protocol.BAD_REQUEST, protocol.INVALID_SESSION)
-            return
-        self.principal = Principal(
-            user_id=active.user_id,
-            username=active.username,
-            session_id=active.session_id,
-            session_expires_at=active.expires_at,
-            via="token",
-            token_exp=claims.exp,
-        )
-        runtime.hub.move_session(self.outbox, active.session_id)
+        self.runtime.hub.move_session(self.outbox, self.principal.session_id)
         self.arm_deadlines()
 
 

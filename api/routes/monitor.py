@@ -22,6 +22,7 @@ from api.clock import iso_z, utcnow
 from api.deps import Runtime, RuntimeDep, SocketUser
 from api.errors import AuthFailure
 from api.realtime import protocol
+from api.routes.frames import Ending, next_text, refusal_code
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
@@ -32,9 +33,6 @@ MAX_INTERVAL = 60.0
 # How often an open monitor socket re-reads its session (revocation reaches it this late
 # at most; item sockets are told by the hub instead).
 SESSION_CHECK_INTERVAL = 1.0
-
-# What ends a monitor socket: a close to send, or None when the peer went away.
-Ending = tuple[int, str] | None
 
 
 def parse_interval(raw: str | None) -> float:
@@ -200,14 +198,9 @@ class _MonitorSocket:
     async def read(self) -> Ending:
         limit = self.runtime.settings.max_message_bytes
         while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return None
-            text = message.get("text")
-            if text is None:
-                return protocol.UNSUPPORTED_DATA, "binary frames are not supported"
-            if len(text) > limit // 4 and len(text.encode()) > limit:
-                return protocol.MESSAGE_TOO_BIG, "message too big"
+            text = await next_text(self.websocket, limit)
+            if not isinstance(text, str):
+                return text
             await self.handle(text)
 
     async def handle(self, text: str) -> None:
@@ -230,25 +223,6 @@ class _MonitorSocket:
     async def refresh(self, frame: protocol.RefreshFrame) -> None:
         """As on item channels: the token's `exp` and session govern the socket from now on."""
         try:
-            claims = self.runtime.codec.decode(frame.token)
+            self.principal = await self.runtime.resolver.refreshed(self.principal, frame.token)
         except AuthFailure as exc:
-            await self.send(protocol.error_frame(protocol.BAD_REQUEST, exc.reason))
-            return
-        if claims.sub != self.principal.user_id:
-            await self.send(
-                protocol.error_frame(protocol.FORBIDDEN, "the token belongs to another user")
-            )
-            return
-        async with self.runtime.session_factory() as db:
-            active = await sessions.by_id(db, claims.sid)
-        if active is None:
-            await self.send(protocol.error_frame(protocol.BAD_REQUEST, protocol.INVALID_SESSION))
-            return
-        self.principal = Principal(
-            user_id=active.user_id,
-            username=active.username,
-            session_id=active.session_id,
-            session_expires_at=active.expires_at,
-            via="token",
-            token_exp=claims.exp,
-        )
+            await self.send(protocol.error_frame(refusal_code(exc), exc.reason))
