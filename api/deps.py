@@ -59,13 +59,6 @@ def get_runtime(conn: HTTPConnection) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
 async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     async with runtime.session_factory() as db:
         yield db

@@ -161,23 +161,12 @@ class CredentialResolver:
                 raise AuthFailure(INVALID_TOKEN)
             if claims.item_id is not None and claims.item_id != item_id:
                 raise AuthFailure(INVALID_TOKEN)
-        active = self._sessions.get(claims.sid)
-        if active is None or active.expires_at <= utcnow():
-            async with self._session_factory() as db:
-                active = await sessions.by_id(db, claims.sid)
-            if active is None:
-                raise AuthFailure(INVALID_SESSION)
-            self._sessions.put(claims.sid, active)
+        active = await self._session(claims.sid)
         if active.user_id != claims.sub:
             raise AuthFailure(INVALID_TOKEN)
-        return Principal(
-            user_id=active.user_id,
-            username=active.username,
-            session_id=active.session_id,
-            session_expires_at=active.expires_at,
-            via="ticket" if claims.typ == TICKET else "token",
-            token_exp=claims.exp if claims.typ == ACCESS else None,
-        )
+        if claims.typ == TICKET:
+            return _principal(active, "ticket")
+        return _principal(active, "token", claims.exp)
 
     async def refreshed(self, current: Principal, token: str) -> Principal:
         """Who an open socket continues as after a `refresh` frame: the new access
@@ -186,18 +175,18 @@ class CredentialResolver:
         claims = self._codec.decode(token)
         if claims.sub != current.user_id:
             raise TokenOfAnotherUser
-        async with self._session_factory() as db:
-            active = await sessions.by_id(db, claims.sid)
-        if active is None:
-            raise AuthFailure(INVALID_SESSION)
-        return Principal(
-            user_id=active.user_id,
-            username=active.username,
-            session_id=active.session_id,
-            session_expires_at=active.expires_at,
-            via="token",
-            token_exp=claims.exp,
-        )
+        return _principal(await self._session(claims.sid), "token", claims.exp)
+
+    async def _session(self, session_id: str) -> sessions.ActiveSession:
+        """The active session by id, from the cache when it holds it."""
+        active = self._sessions.get(session_id)
+        if active is None or active.expires_at <= utcnow():
+            async with self._session_factory() as db:
+                active = await sessions.by_id(db, session_id)
+            if active is None:
+                raise AuthFailure(INVALID_SESSION)
+            self._sessions.put(session_id, active)
+        return active
 
     async def _from_cookie(self, cookie: str) -> Principal:
         if len(cookie) > 256:
@@ -206,10 +195,19 @@ class CredentialResolver:
             active = await sessions.by_secret(db, cookie)
         if active is None:
             raise AuthFailure(INVALID_SESSION)
-        return Principal(
-            user_id=active.user_id,
-            username=active.username,
-            session_id=active.session_id,
-            session_expires_at=active.expires_at,
-            via="cookie",
-        )
+        return _principal(active, "cookie")
+
+
+def _principal(
+    active: sessions.ActiveSession,
+    via: Literal["token", "ticket", "cookie"],
+    token_exp: int | None = None,
+) -> Principal:
+    return Principal(
+        user_id=active.user_id,
+        username=active.username,
+        session_id=active.session_id,
+        session_expires_at=active.expires_at,
+        via=via,
+        token_exp=token_exp,
+    )

@@ -13,9 +13,15 @@ from api.auth.security import TokenClaims
 from api.clock import utcnow
 from api.models import UsedTicket
 
+# Every this many consumptions, the rows of expired tickets are deleted.
+CLEANUP_EVERY = 256
+
 
 def ticket_consumer(session_factory: async_sessionmaker[AsyncSession]) -> TicketConsumer:
+    consumed = 0
+
     async def consume(claims: TokenClaims) -> bool:
+        nonlocal consumed
         # The primary key makes the insert the arbiter: of two concurrent uses, one wins.
         async with session_factory() as db:
             db.add(UsedTicket(jti=claims.jti, expires_at=datetime.fromtimestamp(claims.exp, UTC)))
@@ -23,6 +29,9 @@ def ticket_consumer(session_factory: async_sessionmaker[AsyncSession]) -> Ticket
                 await db.commit()
             except IntegrityError:
                 return False
+            consumed += 1
+            if consumed % CLEANUP_EVERY == 0:
+                await forget_expired(db)
             return True
 
     return consume

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
 from api.clock import iso_z, utcnow
-from api.errors import Forbidden, NotFound
-from api.items.service import access
-from api.models import Item, Message
+from api.errors import DomainError, Forbidden, NotFound
+from api.models import Item, Membership, Message, Role
 
 log = logging.getLogger(__name__)
 # Seqs are 32-bit integers in the store: two billion messages per item.
@@ -53,37 +53,97 @@ def encode_data(data: object) -> str:
     return orjson.dumps(data).decode()
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message to store: who publishes what on which item."""
+
+    item_id: str
+    user_id: str
+    username: str
+    data: str  # JSON text
+
+
 async def store(
     db: AsyncSession, item_id: str, user_id: str, username: str, data: str, retention: int = 0
 ) -> StoredMessage:
-    """Store a message as the item's next seq, in one transaction.
+    """Store one message as the item's next seq (see `store_many`)."""
+    (result,) = await store_many(db, [Draft(item_id, user_id, username, data)], retention)
+    if isinstance(result, DomainError):
+        raise result
+    return result
 
-    The UPDATE of `items.last_seq` takes the item's row lock (a write lock on SQLite), so
-    concurrent publishers on any worker get consecutive numbers with no gap: a failed
-    insert rolls the increment back with it.
+
+async def store_many(
+    db: AsyncSession, drafts: Sequence[Draft], retention: int = 0
+) -> list[StoredMessage | DomainError]:
+    """Store messages in one transaction; one result per draft, in order.
+
+    Each item's messages are numbered by one UPDATE of `items.last_seq`, whose row lock
+    (a write lock on SQLite) serialises publishers on every worker: consecutive seqs
+    with no gap, since a failed insert rolls the increment back with it. Items are
+    locked in a fixed order, so two workers cannot deadlock. A draft whose author may
+    not publish gets `Forbidden` (a reader) or `NotFound` (not a member, no item).
     """
-    standing = await access(db, item_id, user_id)
-    if not standing.can_publish:
-        raise Forbidden("readers cannot publish")
-    seq = await db.scalar(
-        update(Item)
-        .where(Item.id == item_id)
-        .values(last_seq=Item.last_seq + 1)
-        .returning(Item.last_seq)
-    )
-    if seq is None:
-        await db.rollback()
-        raise NotFound("item not found")
     now = utcnow()
     ts = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    db.add(Message(item_id=item_id, seq=seq, sender=username, data=data, ts=ts))
-    if retention:
-        await db.execute(
-            delete(Message).where(Message.item_id == item_id, Message.seq <= seq - retention)
+    rights = await _rights(db, {(d.item_id, d.user_id) for d in drafts})
+    results: list[StoredMessage | DomainError] = []
+    by_item: dict[str, list[int]] = {}
+    for index, draft in enumerate(drafts):
+        right = rights.get((draft.item_id, draft.user_id))
+        if right is None:
+            results.append(NotFound("item not found"))
+        elif not right:
+            results.append(Forbidden("readers cannot publish"))
+        else:
+            results.append(NotFound("item not found"))  # until numbered below
+            by_item.setdefault(draft.item_id, []).append(index)
+    rows: list[dict[str, object]] = []
+    for item_id in sorted(by_item):
+        indexes = by_item[item_id]
+        last = await db.scalar(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(last_seq=Item.last_seq + len(indexes))
+            .returning(Item.last_seq)
         )
+        if last is None:
+            continue  # deleted meanwhile: the drafts keep their NotFound
+        for seq, index in enumerate(indexes, start=last - len(indexes) + 1):
+            draft = drafts[index]
+            msg = StoredMessage(item_id, seq, draft.username, draft.data, ts)
+            results[index] = msg
+            rows.append(
+                {"item_id": item_id, "seq": seq, "sender": msg.sender, "data": msg.data, "ts": ts}
+            )
+        if retention:
+            await db.execute(
+                delete(Message).where(Message.item_id == item_id, Message.seq <= last - retention)
+            )
+    if rows:
+        await db.execute(insert(Message), rows)
     await db.commit()
-    metrics.MESSAGES_STORED.inc()
-    return StoredMessage(item_id, seq, username, data, ts)
+    metrics.MESSAGES_STORED.inc(len(rows))
+    return results
+
+
+async def _rights(
+    db: AsyncSession, pairs: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """(item, user) -> may publish; pairs of missing items or non-members are absent."""
+    items = {item for item, _ in pairs}
+    users = {user for _, user in pairs}
+    rows = await db.execute(
+        select(Item.id, Item.owner_id, Membership.user_id, Membership.role)
+        .outerjoin(Membership, and_(Membership.item_id == Item.id, Membership.user_id.in_(users)))
+        .where(Item.id.in_(items))
+    )
+    rights: dict[tuple[str, str], bool] = {}
+    for item_id, owner_id, member_id, role in rows:
+        rights[(item_id, owner_id)] = True
+        if member_id is not None:
+            rights[(item_id, member_id)] = Role(role) in (Role.owner, Role.writer)
+    return {pair: rights[pair] for pair in pairs if pair in rights}
 
 
 async def history(db: AsyncSession, item_id: str, after: int, limit: int) -> list[StoredMessage]:

@@ -243,7 +243,6 @@ class Hub:
         self._control_task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
-        self.delivered = 0
 
     # Lifecycle.
 
@@ -267,10 +266,6 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._items.clear()
-
-    @property
-    def socket_count(self) -> int:
-        return sum(len(s.outboxes) for s in self._items.values())
 
     def sockets_of_user(self, user_id: str) -> int:
         return self._per_user[user_id]
@@ -523,7 +518,6 @@ class Hub:
         for outbox in outboxes:
             outbox.push(seq, frame)
         if seq:
-            self.delivered += len(outboxes)
             metrics.MESSAGES_DELIVERED.inc(len(outboxes))
 
     async def _control_loop(self) -> None:
