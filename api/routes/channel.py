@@ -79,6 +79,11 @@ async def item_channel(
         # The store's figure (read by the checks) may run ahead of what reached this
         # process; frames up to it are then dropped as duplicates when they arrive.
         last_seq = max(channel.access.last_seq, hub.last_seq(item_id))
+        if channel.since is not None and channel.since > last_seq:
+            # The checks' figure may be cached and the broker may lag behind an ack the
+            # client already holds: ask the store before saying "not recovered".
+            latest = await hub.store.latest([item_id])
+            last_seq = max(last_seq, latest.get(item_id, 0))
         standing = replace(channel.access, last_seq=last_seq)
         ready, start_after = _ready_frame(runtime, principal, standing, channel.since)
         await websocket.send_text(ready)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from api.db import make_engine, make_session_factory
+from api.items import messages
 from tests.client import Api, User, ready
 from tests.e2e.support import (
     history,
@@ -252,6 +254,31 @@ async def test_many_resumes_during_a_stream(api: Api) -> None:
         await stream.cancel()
         for ws, _ in observers:
             await ws.close()
+
+
+async def test_since_at_a_stored_seq_not_yet_delivered_is_recovered(
+    make_server: MakeServer,
+) -> None:
+    """A client holding an ack may resume before the broker brought that message here.
+
+    The message is stored behind the service's back, so no broker carries it and (with
+    the gap check slowed down) this process has not seen it when the client resumes.
+    """
+    async with started(make_server, gap_check_interval=600) as api:
+        owner = await api.user()
+        item = await api.item(owner)
+        watcher, _ = await resume(api, item, owner, 0)  # the item is live here; access cached
+        engine = make_engine(api.server.settings.database_url)
+        try:
+            async with make_session_factory(engine)() as db:
+                await messages.store(db, item, owner.id, owner.username, '"acked"')
+        finally:
+            await engine.dispose()
+        ws, hello = await resume(api, item, owner, 1)
+        async with watcher, ws:
+            assert hello == ready_frame(item, owner, "owner", 1, recovered=True)
+            await api.post(owner, item, "next")
+            assert [f["seq"] for f in await messages_through(ws, 2)] == [2]
 
 
 # Retention.
