@@ -52,7 +52,9 @@ class Runtime:
     login_throttle_address: FailureThrottle
 
 
-def get_runtime(conn: HTTPConnection) -> Runtime:
+async def get_runtime(conn: HTTPConnection) -> Runtime:
+    # `async` although it never waits: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hop on every request and handshake.
     return conn.app.state.runtime  # type: ignore[no-any-return]
 
 
