@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     ws_ping_interval: float = Field(20.0, gt=0)
     ws_ping_timeout: float = Field(20.0, gt=0)
     shutdown_grace: float = Field(10.0, gt=0)
+    # Freeze the startup's objects and collect less often (see api/collector.py).
+    tune_gc: bool = True
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
 from api.cache import TTLCache
+from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import ChannelRejected, Runtime
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.login_failures_per_address, settings.login_failure_window
             ),
         )
+        if settings.tune_gc:
+            tune_collector()
         try:
             yield
         finally:
