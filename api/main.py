@@ -15,6 +15,7 @@ from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketState
 
 from api import metrics, migrate
+from api.asgi import KeepServerSend
 from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
     app.add_middleware(BodyLimit, limit=body_limit)
     app.add_middleware(KeepEncodedSlashes)
+    app.add_middleware(KeepServerSend)  # outermost: it must see the server's own `send`
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]

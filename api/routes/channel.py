@@ -17,6 +17,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api import metrics
+from api.asgi import text_sender
 from api.auth.credentials import Principal
 from api.deps import ChannelAccessDep, Runtime, RuntimeDep
 from api.errors import AuthFailure, Forbidden, NotFound
@@ -50,7 +51,7 @@ async def item_channel(
         user_id=principal.user_id,
         username=principal.username,
         session_id=principal.session_id,
-        send=websocket.send_text,
+        send=text_sender(websocket.scope, websocket.send_text),
         close=_closer(websocket),
         fetch=hub.fetch,
         capacity=runtime.settings.ws_queue_size,
