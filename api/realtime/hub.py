@@ -2,9 +2,9 @@
 
 Each message reaches the hub once per process as pre-encoded text and is handed to
 every local socket's bounded outbox without awaiting anything, so a client that stops
-reading delays no one. Each outbox has one writer task that sends in `seq` order,
-drops duplicates and fills gaps from the store, so resume and lossy transports give
-every socket every message exactly once.
+reading delays no one. Each outbox sends in `seq` order, drops duplicates and fills
+gaps from the store, so resume and lossy transports give every socket every message
+exactly once.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Collection
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,14 +23,10 @@ import orjson
 from api import metrics
 from api.realtime import protocol
 from api.realtime.broker import Broker
+from api.realtime.outbox import FILL_PAGE, FetchRange, Outbox
 from api.realtime.presence import Presence
 
 log = logging.getLogger(__name__)
-
-SendText = Callable[[str], Awaitable[None]]
-CloseSocket = Callable[[int, str], Awaitable[None]]
-# (item_id, after, upto) -> [(seq, frame text)] for after < seq <= upto, ascending.
-FetchRange = Callable[[str, int, int], Awaitable[list[tuple[int, str]]]]
 
 
 class Store(Protocol):
@@ -54,7 +50,6 @@ class Store(Protocol):
 
 
 CONTROL_CHANNEL = "control"
-FILL_PAGE = 500
 # An item's subscription outlives its last socket this long (reconnects are common).
 LINGER = 30.0
 # Revocations are remembered this long, for sockets checked just before they arrived.
@@ -75,140 +70,6 @@ def open_envelope(payload: bytes) -> tuple[int, float, str]:
     head, _, body = payload.partition(b"\n")
     seq, _, stored_at = head.partition(b" ")
     return int(seq), float(stored_at or 0), body.decode()
-
-
-class _Close:
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-
-
-class Outbox:
-    """One socket's outbound side: a bounded queue drained by one writer task.
-
-    Overflow policy: when `capacity` frames are waiting, the socket is detached at
-    once (nothing more is queued for it), its queue is dropped, and it is closed with
-    1013 `slow consumer`; the client reconnects with `since` and loses nothing.
-    """
-
-    __slots__ = (
-        "_capacity",
-        "_close",
-        "_closing",
-        "_fetch",
-        "_hub",
-        "_queue",
-        "_send",
-        "_wake",
-        "catch_up_to",
-        "item_id",
-        "last_seq",
-        "on_close",
-        "session_id",
-        "user_id",
-        "username",
-    )
-
-    def __init__(
-        self,
-        *,
-        item_id: str,
-        user_id: str,
-        username: str,
-        session_id: str,
-        send: SendText,
-        close: CloseSocket,
-        fetch: FetchRange,
-        capacity: int,
-    ) -> None:
-        self.item_id = item_id
-        self.user_id = user_id
-        self.username = username
-        self.session_id = session_id
-        self._send = send
-        self._close = close
-        self._fetch = fetch
-        self._capacity = capacity
-        self._queue: deque[tuple[int, str] | _Close] = deque()
-        self._wake = asyncio.Event()
-        self._closing: _Close | None = None
-        self._hub: Hub | None = None
-        # Highest seq sent; frames at or below it are duplicates.
-        self.last_seq = 0
-        # Messages up to here are read from the store before live frames are sent.
-        self.catch_up_to = 0
-        # Told when a close is requested (the socket's handler bounds the wait).
-        self.on_close: Callable[[], None] | None = None
-
-    @property
-    def closing(self) -> _Close | None:
-        return self._closing
-
-    def push(self, seq: int, frame: str) -> None:
-        """Queue a frame without waiting; never blocks the fan-out."""
-        if self._closing is not None:
-            return
-        if len(self._queue) >= self._capacity:
-            metrics.QUEUE_OVERFLOWS.inc()
-            self.request_close(protocol.TRY_AGAIN_LATER, protocol.SLOW_CONSUMER)
-            return
-        self._queue.append((seq, frame))
-        self._wake.set()
-
-    def request_close(self, code: int, reason: str) -> None:
-        """Close after the frame being sent, dropping what is queued."""
-        if self._closing is not None:
-            return
-        self._closing = _Close(code, reason)
-        if self._hub is not None:
-            self._hub.detach(self)
-        self._queue.clear()
-        self._queue.append(self._closing)
-        self._wake.set()
-        if self.on_close is not None:
-            self.on_close()
-
-    async def run(self) -> None:
-        """The writer: catch up from the store, then send queued frames in order."""
-        if self.catch_up_to > self.last_seq and self._closing is None:
-            await self._fill(self.catch_up_to)
-        queue = self._queue
-        while True:
-            if not queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            entry = queue.popleft()
-            if isinstance(entry, _Close):
-                await self._close(entry.code, entry.reason)
-                return
-            seq, frame = entry
-            if seq:
-                if seq <= self.last_seq:
-                    continue
-                if seq > self.last_seq + 1:
-                    await self._fill(seq - 1)
-                    if self._closing is not None:
-                        continue
-                self.last_seq = seq
-            await self._send(frame)
-
-    async def _fill(self, upto: int) -> None:
-        while self.last_seq < upto and self._closing is None:
-            page = await self._fetch(
-                self.item_id, self.last_seq, min(upto, self.last_seq + FILL_PAGE)
-            )
-            if not page:
-                # Pruned by retention: there is nothing to send below `upto`.
-                self.last_seq = upto
-                return
-            for seq, frame in page:
-                if self._closing is not None:
-                    return
-                self.last_seq = seq
-                await self._send(frame)
 
 
 @dataclass(eq=False)

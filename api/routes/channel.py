@@ -19,13 +19,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from api import metrics
 from api.asgi import text_sender
 from api.auth.credentials import Principal
-from api.deps import ChannelAccessDep, Runtime, RuntimeDep
+from api.deps import ChannelAccess, ChannelAccessDep, Runtime, RuntimeDep
 from api.errors import AuthFailure, Forbidden, NotFound
 from api.items import messages
 from api.items.messages import StoredMessage
 from api.items.service import Access
 from api.realtime import protocol
-from api.realtime.hub import Outbox
+from api.realtime.outbox import Outbox
 from api.routes.frames import Ending, next_text, refusal_code
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,6 @@ async def item_channel(
         await websocket.close(protocol.TRY_AGAIN_LATER, protocol.ITEM_FULL)
         metrics.OPEN_SOCKETS.dec()
         return
-    writer: asyncio.Task[None] | None = None
     context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
     log.info("channel open", extra=context)
     try:
@@ -86,11 +85,11 @@ async def item_channel(
             latest = await hub.store.latest([item_id])
             last_seq = max(last_seq, latest.get(item_id, 0))
         standing = replace(channel.access, last_seq=last_seq)
-        ready, start_after = _ready_frame(runtime, principal, standing, channel.since)
+        ready, start_after = _ready_frame(runtime, principal, standing, channel)
         await websocket.send_text(ready)
         outbox.last_seq = start_after
         outbox.catch_up_to = standing.last_seq
-        writer = asyncio.create_task(_run_writer(outbox), name="channel-writer")
+        outbox.start()
         await hub.join(outbox)
         socket.arm_deadlines()
         outbox.on_close = socket.abandon_later
@@ -99,7 +98,7 @@ async def item_channel(
             if close is not None:
                 outbox.request_close(*close)
             if outbox.closing is not None:
-                await asyncio.shield(writer)
+                await outbox.wait_sent()
         except asyncio.CancelledError:
             # Our own doing when the close frame could not be sent within CLOSE_GRACE
             # (a peer that stopped reading): let go of the socket, don't wait forever.
@@ -115,18 +114,16 @@ async def item_channel(
         metrics.OPEN_SOCKETS.dec()
         socket.stop()
         hub.detach(outbox)
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        outbox.stop()
         with contextlib.suppress(Exception):
             await hub.leave(outbox)
 
 
 def _ready_frame(
-    runtime: Runtime, principal: Principal, standing: Access, since: int | None
+    runtime: Runtime, principal: Principal, standing: Access, channel: ChannelAccess
 ) -> tuple[str, int]:
     """The `ready` frame and the seq after which this socket's stream starts."""
+    since = channel.since
     last_seq = standing.last_seq
     recovered = None
     start_after = last_seq
@@ -152,12 +149,6 @@ def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
                 await websocket.close(code, reason)
 
     return close
-
-
-async def _run_writer(outbox: Outbox) -> None:
-    # A send to a socket that went away ends the writer; the reader sees the disconnect.
-    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-        await outbox.run()
 
 
 class _Socket:
