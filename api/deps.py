@@ -116,6 +116,7 @@ class ChannelAccess:
     access: Access
     since: int | None
     subprotocol: str | None
+    batch: bool = False
 
 
 async def websocket_principal(websocket: WebSocket, runtime: RuntimeDep) -> Principal:
@@ -160,7 +161,9 @@ async def channel_access(
     if raw_since is not None:
         # Anything past any possible seq is simply "above last_seq"; skip parsing huge ints.
         since = int(raw_since) if len(raw_since) <= 18 else 10**18
-    return ChannelAccess(principal, standing, since, subprotocol)
+    # Opt-in; any other value leaves it off (the `ready` frame says when it is on).
+    batch = websocket.query_params.get("batch") == "1"
+    return ChannelAccess(principal, standing, since, subprotocol, batch)
 
 
 ChannelAccessDep = Annotated[ChannelAccess, Depends(channel_access)]

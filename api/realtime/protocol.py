@@ -118,6 +118,7 @@ class ReadyFrame(_Frame):
     role: Literal["owner", "writer", "reader"]
     last_seq: int
     recovered: bool | None = Field(None, description="Present when `since` was given.")
+    batch: bool | None = Field(None, description="`true` when `batch=1` was given.")
 
 
 class MessageFrame(_Frame):
@@ -155,6 +156,15 @@ class ErrorFrame(_Frame):
     ref: str | None = None
 
 
+class BatchFrame(_Frame):
+    """Only with `?batch=1`: consecutive frames sent as one, in order."""
+
+    type: Literal["batch"] = "batch"
+    frames: list[MessageFrame | PresenceFrame | AckFrame | PongFrame | ErrorFrame] = Field(
+        min_length=2
+    )
+
+
 class StatsFrame(_Frame):
     """Sent on `/monitor/ws` every `interval` seconds."""
 
@@ -166,13 +176,21 @@ class StatsFrame(_Frame):
     messages_per_s: float
 
 
-SERVER_FRAMES = (ReadyFrame, MessageFrame, PresenceFrame, AckFrame, PongFrame, ErrorFrame)
+SERVER_FRAMES = (
+    ReadyFrame,
+    MessageFrame,
+    PresenceFrame,
+    AckFrame,
+    PongFrame,
+    ErrorFrame,
+    BatchFrame,
+)
 CLIENT_FRAMES = (PublishFrame, PingFrame, RefreshFrame)
 
 PONG = '{"type":"pong"}'
 
 
-_OPTIONAL = ("ref", "recovered")
+_OPTIONAL = ("ref", "recovered", "batch")
 
 
 def encode(frame: _Frame) -> str:

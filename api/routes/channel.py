@@ -55,6 +55,7 @@ async def item_channel(
         close=_closer(websocket),
         fetch=hub.fetch,
         capacity=runtime.settings.ws_queue_size,
+        batch=channel.batch,
     )
     socket = _Socket(websocket, runtime, outbox, principal)
     settings = runtime.settings
@@ -138,6 +139,7 @@ def _ready_frame(
         role=standing.role.value,
         last_seq=last_seq,
         recovered=recovered,
+        batch=channel.batch or None,
     )
     return protocol.encode(frame), start_after
 

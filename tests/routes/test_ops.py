@@ -90,7 +90,7 @@ async def test_asyncapi_document_is_valid_asyncapi_3(api: Api) -> None:
     assert doc["asyncapi"] == "3.0.0"
     assert doc["channels"]["item"]["address"] == "/items/{item_id}/ws"
     frames = set(doc["components"]["messages"])
-    expected = {"Ready", "Message", "Presence", "Ack", "Pong", "Error", "Publish", "Ping"}
+    expected = {"Ready", "Message", "Presence", "Ack", "Pong", "Error", "Batch", "Publish", "Ping"}
     assert expected | {"Refresh", "Stats"} == frames
     ready_schema = doc["components"]["schemas"]["ReadyFrame"]
     assert {"item_id", "user", "role", "last_seq"} <= set(ready_schema["required"])
