@@ -23,6 +23,7 @@ class Context:
     external: External
     workdir: Path
     kinds: tuple[Kind, ...] = KINDS  # the servers to run (all three but for debugging)
+    profile_dir: Path | None = None  # `--profile`: where the service's profiles go
     started: float = field(default_factory=time.monotonic)
 
     def log(self, message: str) -> None:
@@ -40,6 +41,7 @@ class Context:
             f"{scenario}-{kind}-{backend.name}" if kind == "ours" else f"{scenario}-{kind}"
         )
         with running(kind, workdir, backend, self.external) as server:
+            server.profile_dir = self.profile_dir
             yield server
 
     def connect_limit(self, sockets: int) -> float:

@@ -80,23 +80,24 @@ async def run_phase(
     armed = await pool.each("arm", wait=ARM_TIMEOUT, name=name, limit=count)
     subscribers = sum(r["armed"] for r in armed)
     client_cpu0 = sum(r["cpu"] for r in armed)
-    cpu0 = server.cpu_seconds()
-    expected_seconds = count / rate if rate else 0.0
-    sent = await publisher.paced(
-        name, count, rate, within=expected_seconds + plan.phase_grace, pad=pad
-    )
-    deliveries = max(1, subscribers * sent.count)
-    within = plan.phase_grace + deliveries / plan.min_delivery_rate
-    refused = await publisher.answers(sent.count, plan.idle_cutoff)
-    replies = await pool.each(
-        "collect",
-        wait=within,
-        sent=sent.count,
-        refused=len(refused),
-        within=within,
-        idle=plan.idle_cutoff,
-    )
-    cpu1 = server.cpu_seconds()
+    with server.sampled(f"{server.kind} {name}"):
+        cpu0 = server.cpu_seconds()
+        expected_seconds = count / rate if rate else 0.0
+        sent = await publisher.paced(
+            name, count, rate, within=expected_seconds + plan.phase_grace, pad=pad
+        )
+        deliveries = max(1, subscribers * sent.count)
+        within = plan.phase_grace + deliveries / plan.min_delivery_rate
+        refused = await publisher.answers(sent.count, plan.idle_cutoff)
+        replies = await pool.each(
+            "collect",
+            wait=within,
+            sent=sent.count,
+            refused=len(refused),
+            within=within,
+            idle=plan.idle_cutoff,
+        )
+        cpu1 = server.cpu_seconds()
     latencies = array("d")
     for reply in replies:
         latencies.frombytes(reply["latencies"])

@@ -98,6 +98,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where results.jsonl (appended) and latest.md go (default bench/results/)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the service with py-spy during each case; profiles go to DIR",
+    )
+    parser.add_argument(
         "--record",
         choices=("auto", "yes", "no"),
         default="auto",
@@ -197,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: dict[str, ScenarioResult] = {}
     try:
         pool.start()
-        ctx = Context(plan, pool, backend, publish_backends, external, workdir, kinds)
+        ctx = Context(plan, pool, backend, publish_backends, external, workdir, kinds, args.profile)
         ctx.log(f"{plan.name} plan, scenarios {', '.join(names)}, backend {backend.name}")
         results = _run_on_loop(ctx, names)
     finally:
@@ -210,7 +216,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = markdown(info, command, results, plan.name)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.md").write_text(report)
-    full_run = not args.quick and set(names) == set(SCENARIOS) and kinds == KINDS
+    # A profiled run's figures carry the sampler's small cost: not a run for the record.
+    full_run = (
+        not args.quick and not args.profile and set(names) == set(SCENARIOS) and kinds == KINDS
+    )
     if args.record == "yes" or (args.record == "auto" and full_run):
         RECORD.write_text(report)
         print(f"wrote {RECORD}", file=sys.stderr)

@@ -27,6 +27,8 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from bench.profile import sampling
+
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "bench" / "baselines"
 SECRET_KEY = "bench-secret-key-long-enough-for-hs256-0123456789abcdef"
@@ -217,6 +219,12 @@ class ServerProcess:
         self.port = port
         self.log = workdir / f"{kind}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # Set by `--profile`: the service is sampled while each case is measured.
+        self.profile_dir: Path | None = None
+
+    def sampled(self, label: str) -> contextlib.AbstractContextManager[None]:
+        profile_dir = self.profile_dir if self.kind == "ours" else None
+        return sampling(profile_dir, self.pid, label)
 
     @property
     def pid(self) -> int:

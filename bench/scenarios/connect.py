@@ -44,15 +44,16 @@ async def run(ctx: Context) -> ScenarioResult:
                 await close_all(ctx)
                 await asyncio.sleep(plan.settle_seconds)
                 ctx.log(f"connect: {kind}: {case}")
-                cpu0 = server.cpu_seconds()
-                started = time.time()
-                reply = await ctx.pool.connect(
-                    url,
-                    n,
-                    concurrency=plan.connect_concurrency,
-                    within=ctx.connect_limit(n),
-                )
-                cpu = server.cpu_seconds() - cpu0
+                with server.sampled(f"connect {case}"):
+                    cpu0 = server.cpu_seconds()
+                    started = time.time()
+                    reply = await ctx.pool.connect(
+                        url,
+                        n,
+                        concurrency=plan.connect_concurrency,
+                        within=ctx.connect_limit(n),
+                    )
+                    cpu = server.cpu_seconds() - cpu0
                 opened = reply["opened"]
                 seconds = reply["last_ready"] - started
                 metrics = {

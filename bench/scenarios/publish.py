@@ -90,9 +90,10 @@ async def measure(
             }
             for index, share in enumerate(shares)
         }
-        cpu0 = server.cpu_seconds()
-        replies = await pool.call(commands, within)
-        cpu = server.cpu_seconds() - cpu0
+        with server.sampled(f"{server.workdir.name} {case.name}"):
+            cpu0 = server.cpu_seconds()
+            replies = await pool.call(commands, within)
+            cpu = server.cpu_seconds() - cpu0
     finally:
         await pool.each("load_close", wait=OPEN_WAIT, within=OPEN_WAIT)
     acked = sum(r["acked"] for r in replies)
