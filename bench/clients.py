@@ -145,8 +145,14 @@ class Worker:
 
     def _on_text(self, sub: Subscriber, text: bytes) -> None:
         frame = orjson.loads(text)
-        if frame.get("type") == "message":
+        kind = frame.get("type")
+        if kind == "message":
             self._on_message(sub, frame, time.time())
+        elif kind == "batch":
+            now = time.time()
+            for one in frame["frames"]:
+                if one.get("type") == "message":
+                    self._on_message(sub, one, now)
 
     def _on_message(self, sub: Subscriber, frame: dict[str, Any], now: float) -> None:
         phase = self.phase

@@ -28,10 +28,13 @@ class Target:
     owner_token: str | None = None
     reader_token: str | None = None
 
-    def ws_url(self, item_id: str, *, publisher: bool = False) -> str:
+    def ws_url(self, item_id: str, *, publisher: bool = False, batch: bool = False) -> str:
         url = f"ws://{self.host}:{self.port}/items/{quote(item_id)}/ws"
         token = self.owner_token if publisher else self.reader_token
-        return f"{url}?token={token}" if token else url
+        query = [f"token={token}"] if token else []
+        if batch:
+            query.append("batch=1")
+        return f"{url}?{'&'.join(query)}" if query else url
 
 
 def _user(http: httpx.Client, username: str) -> str:

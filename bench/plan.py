@@ -38,6 +38,9 @@ class Plan:
     slow_padding: int
     slow_rcvbuf: int
     slow_mss: int
+    # batch: subscribers with `?batch=1` and a burst big enough to overload the clients.
+    batch_subscribers: int
+    batch_burst: int
     # Time limits.
     settle_seconds: float
     phase_grace: float  # beyond the expected end of a phase
@@ -68,6 +71,8 @@ FULL = Plan(
     slow_padding=2048,
     slow_rcvbuf=4096,
     slow_mss=536,
+    batch_subscribers=1000,
+    batch_burst=500,
     settle_seconds=1.0,
     phase_grace=15.0,
     idle_cutoff=5.0,
@@ -93,6 +98,8 @@ QUICK = Plan(
     slow_padding=256,
     slow_rcvbuf=4096,
     slow_mss=536,
+    batch_subscribers=20,
+    batch_burst=50,
     settle_seconds=0.2,
     phase_grace=10.0,
     idle_cutoff=3.0,

@@ -181,6 +181,20 @@ def checks(results: dict[str, ScenarioResult]) -> list[Check]:
             None if best is None else best >= 10000,
         )
     )
+    ours_batch = _find(results, "batch", "ours", mode="burst")
+    batched = _get(ours_batch, "delivered_per_s")
+    raw_burst = _get(_find(results, "batch", "raw", mode="burst"), "delivered_per_s")
+    faults = sum(_get(ours_batch, k) or 0 for k in ("lost", "dup", "ooo"))
+    out.append(
+        Check(
+            "batched: ≥ 2× raw's delivered msg/s under overload, none lost or out of order",
+            "not measured"
+            if batched is None or not raw_burst
+            else f"{fmt(batched)} vs {fmt(raw_burst)} msg/s: {batched / raw_burst:.2f}×"
+            + (f", {faults:.0f} lost/duplicated/out of order" if faults else ""),
+            None if batched is None or not raw_burst else batched >= 2 * raw_burst and not faults,
+        )
+    )
     out.append(
         _ratio_check(
             "p99 ≤ 1.1× raw's at 1,000 subscribers × 20 msg/s",

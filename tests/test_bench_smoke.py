@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 480
-SCENARIOS = ("fanout", "connect", "memory", "publish", "slow")
+SCENARIOS = ("fanout", "connect", "memory", "publish", "slow", "batch")
 SERVERS = ("ours", "tutorial", "raw")
 HEADER = "| case | metric | ours | tutorial | raw | ours÷raw | ours÷tutorial |"
 
@@ -34,6 +34,8 @@ def test_quick_bench_runs_every_scenario_and_loses_nothing(tmp_path: Path) -> No
         "no",
         "--publish-backends",
         "sqlite-memory",
+        "--profile",
+        str(tmp_path / "profiles"),
     ]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False
@@ -47,6 +49,7 @@ def test_quick_bench_runs_every_scenario_and_loses_nothing(tmp_path: Path) -> No
         "## Memory",
         "## Publish",
         "## Slow subscriber",
+        "## Batched delivery",
         "## Targets",
     ):
         assert title in out
@@ -63,3 +66,7 @@ def test_quick_bench_runs_every_scenario_and_loses_nothing(tmp_path: Path) -> No
         metrics = record["metrics"]
         assert metrics["delivered"] == metrics["subscribers"] * metrics["sent"] > 0, record
     assert (tmp_path / "latest.md").read_text().startswith("# Benchmark results")
+    # --profile left a summary per measured case of the service (py-spy attached).
+    summaries = list((tmp_path / "profiles").glob("*.md"))
+    assert len(summaries) >= len(SCENARIOS), summaries
+    assert all("samples at" in p.read_text() for p in summaries)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.results import ScenarioResult
-from bench.scenarios import connect, fanout, memory, publish, slow
+from bench.scenarios import batch, connect, fanout, memory, publish, slow
 
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 
@@ -16,4 +16,5 @@ SCENARIOS: dict[str, Scenario] = {
     "memory": memory.run,
     "publish": publish.run,
     "slow": slow.run,
+    "batch": batch.run,
 }
