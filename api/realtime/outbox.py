@@ -98,7 +98,9 @@ class Outbox:
         self._fetch = fetch
         self._capacity = capacity
         self._batch = batch
-        self._queue: deque[tuple[int, str] | _Close] = deque()
+        # Made when needed and dropped when emptied: most sockets are idle most of the
+        # time, and an empty deque still takes ~600 bytes.
+        self._queue: deque[tuple[int, str] | _Close] | None = None
         self._closing: _Close | None = None
         self._hub: Hub | None = None
         self._started = False
@@ -126,11 +128,14 @@ class Outbox:
         """Queue a frame, or send it at once; never waits, so never blocks the fan-out."""
         if self._closing is not None or self._gone:
             return
-        if len(self._queue) >= self._capacity:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self._capacity:
             metrics.QUEUE_OVERFLOWS.inc()
             self.request_close(protocol.TRY_AGAIN_LATER, protocol.SLOW_CONSUMER)
             return
-        self._queue.append((seq, frame))
+        queue.append((seq, frame))
         if self._kick_handle is None and self._started and not self._draining:
             # Sent at the end of this event-loop turn, with every other frame pushed in
             # it: a burst then goes out socket by socket rather than message by message,
@@ -144,8 +149,7 @@ class Outbox:
         self._closing = _Close(code, reason)
         if self._hub is not None:
             self._hub.detach(self)
-        self._queue.clear()
-        self._queue.append(self._closing)
+        self._queue = deque([self._closing])
         if self.on_close is not None:
             self.on_close()
         if self._started and not self._draining:
@@ -159,7 +163,7 @@ class Outbox:
     def stop(self) -> None:
         """The socket is gone: send nothing more."""
         self._gone = True
-        self._queue.clear()
+        self._queue = None
         if self._kick_handle is not None:
             self._kick_handle.cancel()
         if self._task is not None:
@@ -177,8 +181,10 @@ class Outbox:
         try:
             if self.catch_up_to > self.last_seq and self._closing is None:
                 await self._fill(self.catch_up_to)
-            queue = self._queue
-            while queue and not self._gone:
+            while not self._gone:
+                queue = self._queue  # re-read: a close replaces it
+                if not queue:
+                    break
                 entry = queue.popleft()
                 if isinstance(entry, _Close):
                     self._gone = True
@@ -194,7 +200,7 @@ class Outbox:
                             continue
                     self.last_seq = seq
                 if self._batch and queue:
-                    frame = self._batched(frame)
+                    frame = self._batched(frame, queue)
                 await self._send(frame)
         except asyncio.CancelledError:
             raise
@@ -202,14 +208,15 @@ class Outbox:
             # The socket went away under a send; its reader sees the disconnect.
             log.debug("send failed", exc_info=True)
             self._gone = True
-            self._queue.clear()
+            self._queue = None
         finally:
             self._draining = False
             self._task = None
+            if not self._queue:
+                self._queue = None
 
-    def _batched(self, first: str) -> str:
+    def _batched(self, first: str, queue: deque[tuple[int, str] | _Close]) -> str:
         """`first` and the frames queued behind it, as one `batch` frame."""
-        queue = self._queue
         frames = [first]
         size = len(first)
         while queue and len(frames) < BATCH_MAX_FRAMES and size < BATCH_MAX_CHARS:

@@ -170,10 +170,11 @@ class _Socket:
         self.abandoned = False
         self._handler = asyncio.current_task()
         self._abandon_timer: asyncio.TimerHandle | None = None
-        self._timers: list[asyncio.TimerHandle] = []
+        self._deadline: asyncio.TimerHandle | None = None
         settings = runtime.settings
         self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
-        self._inflight: deque[asyncio.Future[StoredMessage]] = deque()
+        # Made by the first publish: most sockets never publish.
+        self._inflight: deque[asyncio.Future[StoredMessage]] | None = None
 
     def abandon_later(self) -> None:
         """Called when a close is requested: if the close frame has not gone out within
@@ -190,32 +191,24 @@ class _Socket:
     # Deadlines: the session's expiry, and the current access token's.
 
     def arm_deadlines(self) -> None:
+        """One timer, for whichever comes first (a timer per socket costs memory too)."""
         self.disarm_deadlines()
-        loop = asyncio.get_running_loop()
-        now = datetime.now(UTC).timestamp()
-        expires = self.principal.session_expires_at.timestamp()
-        self._timers.append(
-            loop.call_later(
-                max(0.0, expires - now),
-                self.outbox.request_close,
-                protocol.POLICY_VIOLATION,
-                protocol.SESSION_REVOKED,
-            )
+        deadline = self.principal.session_expires_at.timestamp()
+        reason = protocol.SESSION_REVOKED
+        token_exp = self.principal.token_exp
+        if token_exp is not None and token_exp <= deadline:
+            deadline, reason = token_exp, protocol.TOKEN_EXPIRED
+        self._deadline = asyncio.get_running_loop().call_later(
+            max(0.0, deadline - datetime.now(UTC).timestamp()),
+            self.outbox.request_close,
+            protocol.POLICY_VIOLATION,
+            reason,
         )
-        if self.principal.token_exp is not None:
-            self._timers.append(
-                loop.call_later(
-                    max(0.0, self.principal.token_exp - now),
-                    self.outbox.request_close,
-                    protocol.POLICY_VIOLATION,
-                    protocol.TOKEN_EXPIRED,
-                )
-            )
 
     def disarm_deadlines(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def stop(self) -> None:
         self.disarm_deadlines()
@@ -257,6 +250,8 @@ class _Socket:
             self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
             return
         inflight = self._inflight
+        if inflight is None:
+            inflight = self._inflight = deque()
         while inflight and inflight[0].done():
             inflight.popleft()
         if len(inflight) >= MAX_INFLIGHT:
@@ -292,7 +287,7 @@ class _Socket:
         """Wait for the publishes in flight, so that answers keep the frames' order."""
         if self._inflight:
             await asyncio.wait(list(self._inflight))
-            self._inflight.clear()
+            self._inflight = None
 
     async def refresh(self, frame: protocol.RefreshFrame) -> None:
         try:
