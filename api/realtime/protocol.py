@@ -202,5 +202,11 @@ def encode(frame: _Frame) -> str:
     return orjson.dumps(body).decode()
 
 
+def ack_frame(ref: str | None, seq: int) -> str:
+    """`AckFrame`, encoded without building the model: one per published message."""
+    body = {"type": "ack", "seq": seq} if ref is None else {"type": "ack", "ref": ref, "seq": seq}
+    return orjson.dumps(body).decode()
+
+
 def error_frame(code: str, detail: str, ref: str | None = None) -> str:
     return encode(ErrorFrame(code=code, detail=detail, ref=ref))

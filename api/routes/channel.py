@@ -275,7 +275,7 @@ class _Socket:
         exc = future.exception()
         if exc is None:
             seq = future.result().seq
-            self.outbox.push(0, protocol.encode(protocol.AckFrame(ref=ref, seq=seq)))
+            self.outbox.push(0, protocol.ack_frame(ref, seq))
         elif isinstance(exc, Forbidden):
             self.error(protocol.FORBIDDEN, "readers cannot publish", ref)
         elif isinstance(exc, NotFound):
