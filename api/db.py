@@ -55,6 +55,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
+        # A connection beyond the pool is opened and closed per use: for aiosqlite that
+        # is a new thread and the pragmas each time (milliseconds per REST call when
+        # more requests ran at once than the default pool of 5 + 10 held).
+        kwargs = {"pool_size": 20, "max_overflow": 20, **kwargs}
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -135,6 +135,22 @@ async def websocket_principal(websocket: WebSocket, runtime: RuntimeDep) -> Prin
 SocketUser = Annotated[Principal, Depends(websocket_principal)]
 
 
+async def cached_access(runtime: Runtime, item_id: str, user_id: str) -> Access:
+    """The user's standing on the item (`NotFound` if none), cached for AUTH_CACHE_TTL.
+
+    Revocations evict it on every worker; storing a message checks the rights again
+    in its own transaction, so a stale entry never lets a removed member publish.
+    The session is a short one of its own: a dependency-scoped one would be held for
+    a socket's whole life and exhaust the pool.
+    """
+    standing = runtime.access_cache.get((item_id, user_id))
+    if standing is None:
+        async with runtime.session_factory() as db:
+            standing = await service.access(db, item_id, user_id)
+        runtime.access_cache.put((item_id, user_id), standing)
+    return standing
+
+
 async def channel_access(
     websocket: WebSocket, item_id: str, principal: SocketUser, runtime: RuntimeDep
 ) -> ChannelAccess:
@@ -145,13 +161,7 @@ async def channel_access(
     if not ITEM_ID_RE.fullmatch(item_id):
         raise ChannelRejected(protocol.FORBIDDEN, subprotocol)
     try:
-        # A short session of its own: a dependency-scoped one would be held open for
-        # the socket's whole life and exhaust the pool.
-        standing = runtime.access_cache.get((item_id, principal.user_id))
-        if standing is None:
-            async with runtime.session_factory() as db:
-                standing = await service.access(db, item_id, principal.user_id)
-            runtime.access_cache.put((item_id, principal.user_id), standing)
+        standing = await cached_access(runtime, item_id, principal.user_id)
     except NotFound as exc:
         raise ChannelRejected(protocol.FORBIDDEN, subprotocol) from exc
     raw_since = websocket.query_params.get("since")

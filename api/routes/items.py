@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
-from api.deps import CurrentUser, DbDep, RuntimeDep
+from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
 from api.errors import Conflict, Forbidden, NotFound
 from api.items import messages, service
 from api.models import Role
@@ -169,16 +169,15 @@ async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
     responses={413: {"description": "Body larger than MAX_MESSAGE_BYTES"}},
 )
 async def post_message(
-    item_id: ItemIdPath, principal: CurrentUser, runtime: RuntimeDep, db: DbDep, request: Request
+    item_id: ItemIdPath, principal: CurrentUser, runtime: RuntimeDep, request: Request
 ) -> Response:
     """Publish a message (owner and writers); stored, then delivered to every socket."""
     try:
-        standing = await service.access(db, item_id, principal.user_id)
+        standing = await cached_access(runtime, item_id, principal.user_id)
         if not standing.can_publish:
             raise Forbidden("readers cannot publish")
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
-    await db.close()
     body = await publish_body(request, runtime)
     try:
         msg = await runtime.writer.publish(
