@@ -84,24 +84,63 @@ def _short(frame: str) -> str:
     return f"{match['func']} ({path})"
 
 
+# py-spy names files relative to their entry of sys.path: `uvicorn/main.py`,
+# `asyncio/runners.py`, and the service's own as `realtime/outbox.py` or `deps.py`.
+_API = Path(__file__).resolve().parents[1] / "api"
+_OURS = tuple(f"{p.name}/" for p in _API.iterdir() if p.is_dir()) + tuple(
+    p.name for p in _API.glob("*.py")
+)
+LAYERS = (
+    # (how a frame's file starts, its layer); the first match wins.
+    (("aiosqlite/",), "aiosqlite (its thread: SQLite itself)"),
+    (("asyncio/runners.py",), "event loop in C (uvloop: sockets, syscalls)"),
+    (("asyncio/",), "asyncio in Python (handles, futures, queues)"),
+    (("sqlalchemy/",), "SQLAlchemy"),
+    (("uvicorn/",), "uvicorn"),
+    (("websockets/",), "websockets (uvicorn's WebSocket protocol)"),
+    (("starlette/", "fastapi/"), "FastAPI + Starlette"),
+    (("pydantic",), "pydantic"),
+    (("jwt/",), "PyJWT"),
+    (("logging/",), "logging"),
+    (_OURS, "the service's own code"),
+)
+
+
+def _layer(frame: str) -> str:
+    match = _FRAME_LINE.match(frame)
+    path = match["file"] if match else frame
+    for prefixes, layer in LAYERS:
+        if path.startswith(prefixes):
+            return layer
+    return "other (standard library, other packages)"
+
+
 def summary(label: str, folded: str) -> str:
-    """Markdown: the top functions by own samples and by total (inclusive) samples."""
+    """Markdown: own samples by layer, then the top functions by own and by total samples."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
     samples = 0
     for line in folded.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_short(f) for f in stack.split(";") if not f.startswith("process ")]
+        raw = [f for f in stack.split(";") if not f.startswith("process ")]
+        frames = [_short(f) for f in raw]
         if not frames:
             continue
         samples += count
+        layers[_layer(raw[-1])] += count
         own[frames[-1]] += count
         for frame in set(frames):
             total[frame] += count
     lines = [f"# Profile: {label}", "", f"{samples:,} samples at {RATE} Hz (py-spy).", ""]
+    lines += ["## Own time by layer", "", "| % | samples | layer |", "|--:|--:|---|"]
+    for layer, count in layers.most_common():
+        share = 100 * count / samples if samples else 0
+        lines.append(f"| {share:.1f} | {count:,} | {layer} |")
+    lines.append("")
     for title, counter in (("Own time", own), ("Total time (callees included)", total)):
         lines += [f"## {title}", "", "| % | samples | function |", "|--:|--:|---|"]
         for func, count in counter.most_common(TOP):
