@@ -51,7 +51,12 @@ class _Resumed(Coroutine[Any, Any, None]):
         return self._coro.send(value)
 
     def throw(self, *args: Any) -> Any:
+        first = self._first
         self._first = _STARTED
+        if first is not _STARTED and isinstance(first, asyncio.Future):
+            # Cancelled (or failed) before the task ever waited on it: drop the wait,
+            # as a task does with the future it is waiting on when it is cancelled.
+            first.cancel()
         return self._coro.throw(*args)
 
     def close(self) -> None:

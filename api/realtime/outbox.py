@@ -23,9 +23,9 @@ CloseSocket = Callable[[int, str], Awaitable[None]]
 FetchRange = Callable[[str, int, int], Awaitable[list[tuple[int, str]]]]
 
 FILL_PAGE = 500
-# A batch stays well below the 1 MiB frame limit most WebSocket clients default to.
+# A batch stays below the 1 MiB frame limit most WebSocket clients default to.
 BATCH_MAX_FRAMES = 1000
-BATCH_MAX_CHARS = 512 * 1024
+BATCH_MAX_BYTES = 768 * 1024
 _BATCH_HEAD = '{"type":"batch","frames":['
 
 
@@ -218,8 +218,8 @@ class Outbox:
     def _batched(self, first: str, queue: deque[tuple[int, str] | _Close]) -> str:
         """`first` and the frames queued behind it, as one `batch` frame."""
         frames = [first]
-        size = len(first)
-        while queue and len(frames) < BATCH_MAX_FRAMES and size < BATCH_MAX_CHARS:
+        size = _utf8_size(first)
+        while queue and len(frames) < BATCH_MAX_FRAMES:
             entry = queue[0]
             if isinstance(entry, _Close):
                 break
@@ -230,17 +230,29 @@ class Outbox:
                     continue
                 if seq > self.last_seq + 1:
                     break  # a gap: filled from the store before the next send
+            size += _utf8_size(frame)
+            if size > BATCH_MAX_BYTES:
+                break
+            if seq:
                 self.last_seq = seq
             queue.popleft()
             frames.append(frame)
-            size += len(frame)
         return _join(frames)
 
     async def _fill(self, upto: int) -> None:
+        # Into the outbox's own task first: the eager first step runs outside any task
+        # (or inside the caller's), and waits of the database driver need their own.
+        await asyncio.sleep(0)
         while self.last_seq < upto and self._closing is None:
-            page = await self._fetch(
-                self.item_id, self.last_seq, min(upto, self.last_seq + FILL_PAGE)
-            )
+            try:
+                page = await self._fetch(
+                    self.item_id, self.last_seq, min(upto, self.last_seq + FILL_PAGE)
+                )
+            except Exception:
+                # The socket cannot get what it missed: it resumes with `since` later.
+                log.warning("reading missed messages failed", exc_info=True)
+                self.request_close(protocol.TRY_AGAIN_LATER, protocol.STORE_UNAVAILABLE)
+                return
             if not page:
                 # Pruned by retention: there is nothing to send below `upto`.
                 self.last_seq = upto
@@ -257,14 +269,24 @@ def _batches(page: list[tuple[int, str]]) -> list[tuple[int, str]]:
     joined: list[tuple[int, str]] = []
     frames: list[str] = []
     size = 0
-    for i, (seq, frame) in enumerate(page):
-        frames.append(frame)
-        size += len(frame)
-        if i + 1 == len(page) or len(frames) == BATCH_MAX_FRAMES or size >= BATCH_MAX_CHARS:
-            joined.append((seq, _join(frames)))
+    last = 0
+    for seq, frame in page:
+        frame_size = _utf8_size(frame)
+        if frames and (len(frames) == BATCH_MAX_FRAMES or size + frame_size > BATCH_MAX_BYTES):
+            joined.append((last, _join(frames)))
             frames = []
             size = 0
+        frames.append(frame)
+        size += frame_size
+        last = seq
+    if frames:
+        joined.append((last, _join(frames)))
     return joined
+
+
+def _utf8_size(frame: str) -> int:
+    # orjson writes non-ASCII characters as they are: up to 4 bytes each on the wire.
+    return len(frame) if frame.isascii() else len(frame.encode())
 
 
 def _join(frames: list[str]) -> str:

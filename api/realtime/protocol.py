@@ -30,6 +30,9 @@ INVALID_SINCE = "invalid since"
 SESSION_REVOKED = "session revoked"
 # The overflow policy: a socket whose queue is full is closed with 1013 and resumes.
 SLOW_CONSUMER = "slow consumer"
+# Also 1013: messages a socket missed could not be read back; it resumes with `since`.
+STORE_UNAVAILABLE = "store unavailable"
+BROKER_UNAVAILABLE = "broker unavailable"
 # Limits, also with 1013: the client may retry later.
 TOO_MANY_SOCKETS = "too many sockets"
 ITEM_FULL = "item full"

@@ -23,6 +23,8 @@ class FakeSocket:
         self.fetches: list[tuple[int, int]] = []
         self.stored = stored or {}
         self.fail = False
+        self.store_down = False
+        self.fetched_in: list[asyncio.Task[Any] | None] = []
         self._open = asyncio.Event()
         self._open.set()
 
@@ -44,6 +46,9 @@ class FakeSocket:
 
     async def fetch(self, item_id: str, after: int, upto: int) -> list[tuple[int, str]]:
         self.fetches.append((after, upto))
+        self.fetched_in.append(asyncio.current_task())
+        if self.store_down:
+            raise OSError("database unavailable")
         await asyncio.sleep(0)
         return [(s, self.stored[s]) for s in range(after + 1, upto + 1) if s in self.stored]
 
@@ -299,3 +304,73 @@ async def test_cancelling_the_task_cancels_the_coroutine(before_its_first_step: 
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled() and cleaned == [True]
+
+
+async def test_a_store_that_fails_a_fill_closes_the_socket_to_resume_later() -> None:
+    socket = FakeSocket()
+    socket.store_down = True
+    outbox = make(socket)
+    outbox.catch_up_to = 5
+    outbox.start()
+    outbox.push(6, message(6))
+    await settle(outbox)
+    assert socket.sent == []
+    assert socket.closed == (protocol.TRY_AGAIN_LATER, protocol.STORE_UNAVAILABLE)
+
+
+async def test_fills_run_in_the_outboxes_own_task() -> None:
+    """The eager first step runs outside any task; the store is read inside one."""
+    socket = FakeSocket(stored={1: message(1), 2: message(2)})
+    outbox = make(socket)
+    outbox.start()
+    loop = asyncio.get_running_loop()
+    loop.call_soon(outbox.push, 3, message(3))  # pushed from a plain callback
+    await settle(outbox)
+    assert socket.seqs() == [1, 2, 3]
+    (task,) = socket.fetched_in
+    assert task is not None and task is not asyncio.current_task()
+
+
+async def test_batches_count_utf8_bytes(monkeypatch: Any) -> None:
+    monkeypatch.setattr(outbox_module, "BATCH_MAX_BYTES", 10_000)
+    socket = FakeSocket()
+    outbox = make(socket, batch=True)
+    outbox.start()
+    wide = "\u4e2d" * 1000  # 1,000 characters, 3,000 bytes in UTF-8
+    for seq in range(1, 11):
+        outbox.push(
+            seq, json.dumps({"type": "message", "seq": seq, "data": wide}, ensure_ascii=False)
+        )
+    await settle(outbox)
+    assert socket.seqs() == list(range(1, 11))
+    assert all(len(text.encode()) <= 10_000 for text in socket.sent)
+    assert len(socket.sent) > 1
+
+
+async def test_a_replay_in_batches_counts_utf8_bytes(monkeypatch: Any) -> None:
+    monkeypatch.setattr(outbox_module, "BATCH_MAX_BYTES", 10_000)
+    wide = "\u00e9" * 2000  # 2,000 characters, 4,000 bytes
+    stored = {
+        s: json.dumps({"type": "message", "seq": s, "data": wide}, ensure_ascii=False)
+        for s in range(1, 8)
+    }
+    socket = FakeSocket(stored=stored)
+    outbox = make(socket, batch=True)
+    outbox.catch_up_to = 7
+    outbox.start()
+    await settle(outbox)
+    assert socket.seqs() == list(range(1, 8))
+    assert all(len(text.encode()) <= 10_000 for text in socket.sent)
+
+
+async def test_cancelling_before_the_first_step_cancels_what_it_waits_for() -> None:
+    inner = asyncio.get_running_loop().create_future()
+
+    async def work() -> None:
+        await inner
+
+    task = start_eagerly(work(), name="t")
+    assert task is not None
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and inner.cancelled()
