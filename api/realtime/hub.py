@@ -140,6 +140,12 @@ class Hub:
     async def attach(self, outbox: Outbox) -> None:
         """Start receiving the item's live frames into `outbox`."""
         state = self._items.get(outbox.item_id)
+        if state is not None and state.task is not None and state.task.done():
+            # Its subscription failed (and closed its sockets): subscribe afresh.
+            if state.linger is not None:
+                state.linger.cancel()
+            del self._items[outbox.item_id]
+            state = None
         if state is None:
             state = self._items[outbox.item_id] = _ItemState()
             state.task = asyncio.create_task(
@@ -294,39 +300,40 @@ class Hub:
         except Exception:
             log.exception("item subscription failed", extra={"item_id": item_id})
             for outbox in list(state.outboxes):
-                outbox.request_close(protocol.TRY_AGAIN_LATER, "broker unavailable")
+                outbox.request_close(protocol.TRY_AGAIN_LATER, protocol.BROKER_UNAVAILABLE)
         finally:
             state.ready.set()
 
     async def _deliver_in_order(
         self, item_id: str, state: _ItemState, seq: int, frame: str
     ) -> None:
-        last = state.last_seq
-        if seq <= last:
+        if seq <= state.last_seq:
             return  # already delivered, through a gap fill
-        if seq > last + 1:
+        if seq > state.last_seq + 1:
             # A message published elsewhere was lost or overtaken: read it once for the
             # whole process instead of once per socket.
-            for missing_seq, missing in await self.fetch(item_id, last, seq - 1):
-                self._fan_out(state, missing_seq, missing)
-                metrics.GAP_FILLS.inc()
+            await self._fill(item_id, state, seq - 1)
         state.last_seq = seq
         self._fan_out(state, seq, frame)
 
     async def _catch_up(self, item_id: str, state: _ItemState, latest: int) -> None:
         """Deliver what the store has beyond what the broker brought."""
         async with state.lock:
-            while state.last_seq < latest:
-                page = await self.fetch(
-                    item_id, state.last_seq, min(latest, state.last_seq + FILL_PAGE)
-                )
-                if not page:
-                    state.last_seq = latest
-                    return
-                metrics.GAP_FILLS.inc(len(page))
-                for seq, frame in page:
-                    state.last_seq = seq
-                    self._fan_out(state, seq, frame)
+            await self._fill(item_id, state, latest)
+
+    async def _fill(self, item_id: str, state: _ItemState, upto: int) -> None:
+        # Page by page: between pages the outboxes send what they got, so a long gap
+        # does not fill every socket's queue at once (and close them all as slow).
+        while state.last_seq < upto:
+            page = await self.fetch(item_id, state.last_seq, min(upto, state.last_seq + FILL_PAGE))
+            if not page:
+                state.last_seq = upto  # pruned by retention
+                return
+            metrics.GAP_FILLS.inc(len(page))
+            for seq, frame in page:
+                state.last_seq = seq
+                self._fan_out(state, seq, frame)
+            await asyncio.sleep(0)
 
     async def poll(self) -> None:
         """Compare every subscribed item with the store; deliver what went missing.
