@@ -69,6 +69,8 @@ async def item_channel(
         return
     context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
     log.info("channel open", extra=context)
+    # From now on a requested close has CLOSE_GRACE to go out (see `abandon_later`).
+    outbox.on_close = socket.abandon_later
     try:
         await hub.attach(outbox)
         # Attached: every revocation and message from now on reaches this socket. One
@@ -93,19 +95,17 @@ async def item_channel(
         outbox.start()
         await hub.join(outbox)
         socket.arm_deadlines()
-        outbox.on_close = socket.abandon_later
-        try:
-            close = await socket.read_loop()
-            if close is not None:
-                outbox.request_close(*close)
-            if outbox.closing is not None:
-                await outbox.wait_sent()
-        except asyncio.CancelledError:
-            # Our own doing when the close frame could not be sent within CLOSE_GRACE
-            # (a peer that stopped reading): let go of the socket, don't wait forever.
-            if not socket.abandoned:
-                raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        close = await socket.read_loop()
+        if close is not None:
+            outbox.request_close(*close)
+        if outbox.closing is not None:
+            await outbox.wait_sent()
+    except asyncio.CancelledError:
+        # Our own doing when the close frame could not be sent within CLOSE_GRACE
+        # (a peer that stopped reading): let go of the socket, don't wait forever.
+        if not socket.abandoned:
+            raise
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
     finally:
         closing = outbox.closing
         log.info(
