@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from api.auth.credentials import (
-    BEARER_SUBPROTOCOL,
     CredentialResolver,
     Principal,
     presented_by_request,
@@ -103,9 +102,8 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 class ChannelRejected(WebSocketException):
     """Refuse a socket with 1008; the app's handler accepts first so the code arrives."""
 
-    def __init__(self, reason: str, subprotocol: str | None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(code=protocol.POLICY_VIOLATION, reason=reason)
-        self.subprotocol = subprotocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +113,19 @@ class ChannelAccess:
     principal: Principal
     access: Access
     since: int | None
-    subprotocol: str | None
     batch: bool = False
 
 
 async def websocket_principal(websocket: WebSocket, runtime: RuntimeDep) -> Principal:
     """The caller of a socket, or `ChannelRejected` naming the first failed check."""
     presented = presented_by_websocket(websocket)
-    subprotocol = BEARER_SUBPROTOCOL if presented.bearer_subprotocol else None
     item_id = websocket.path_params.get("item_id")
     try:
         return await runtime.resolver.resolve(
             presented, check_origin=True, accept_tickets=True, item_id=item_id
         )
     except AuthFailure as exc:
-        raise ChannelRejected(exc.reason, subprotocol) from exc
+        raise ChannelRejected(exc.reason) from exc
 
 
 SocketUser = Annotated[Principal, Depends(websocket_principal)]
@@ -155,25 +151,22 @@ async def channel_access(
     websocket: WebSocket, item_id: str, principal: SocketUser, runtime: RuntimeDep
 ) -> ChannelAccess:
     """Credentials, then item access, then `since`: the channel's handshake checks."""
-    subprotocol = (
-        BEARER_SUBPROTOCOL if "bearer" in websocket.scope.get("subprotocols", []) else None
-    )
     if not ITEM_ID_RE.fullmatch(item_id):
-        raise ChannelRejected(protocol.FORBIDDEN, subprotocol)
+        raise ChannelRejected(protocol.FORBIDDEN)
     try:
         standing = await cached_access(runtime, item_id, principal.user_id)
     except NotFound as exc:
-        raise ChannelRejected(protocol.FORBIDDEN, subprotocol) from exc
+        raise ChannelRejected(protocol.FORBIDDEN) from exc
     raw_since = websocket.query_params.get("since")
     if raw_since is not None and not SINCE_RE.fullmatch(raw_since):
-        raise ChannelRejected(protocol.INVALID_SINCE, subprotocol)
+        raise ChannelRejected(protocol.INVALID_SINCE)
     since = None
     if raw_since is not None:
         # Anything past any possible seq is simply "above last_seq"; skip parsing huge ints.
         since = int(raw_since) if len(raw_since) <= 18 else 10**18
     # Opt-in; any other value leaves it off (the `ready` frame says when it is on).
     batch = websocket.query_params.get("batch") == "1"
-    return ChannelAccess(principal, standing, since, subprotocol, batch)
+    return ChannelAccess(principal, standing, since, batch)
 
 
 ChannelAccessDep = Annotated[ChannelAccess, Depends(channel_access)]

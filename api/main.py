@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketState
 
 from api import metrics, migrate
 from api.asgi import KeepServerSend
-from api.auth.credentials import BEARER_SUBPROTOCOL, CredentialResolver
+from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
@@ -24,7 +24,7 @@ from api.cache import TTLCache
 from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory
-from api.deps import ChannelRejected, Runtime
+from api.deps import Runtime
 from api.items.feed import StoreFeed
 from api.items.service import Access
 from api.items.writer import MessageWriter
@@ -159,17 +159,13 @@ async def reject_socket(websocket: WebSocket, exc: Exception) -> None:
     most clients) never see the close code. The `bearer` subprotocol is echoed when it
     was offered, or browsers fail the handshake instead.
     """
-    if isinstance(exc, ChannelRejected):
-        subprotocol, code, reason = exc.subprotocol, exc.code, exc.reason or ""
-    elif isinstance(exc, WebSocketException):
-        subprotocol, code, reason = None, exc.code, exc.reason or ""
+    if isinstance(exc, WebSocketException):
+        code, reason = exc.code, exc.reason or ""
     else:
-        subprotocol, code, reason = None, protocol.POLICY_VIOLATION, "invalid request"
+        code, reason = protocol.POLICY_VIOLATION, "invalid request"
     metrics.SOCKETS_REFUSED.labels(reason=reason).inc()
-    if subprotocol is None and BEARER_SUBPROTOCOL in websocket.scope.get("subprotocols", []):
-        subprotocol = BEARER_SUBPROTOCOL
     if websocket.application_state == WebSocketState.CONNECTING:
-        await websocket.accept(subprotocol=subprotocol)
+        await websocket.accept(subprotocol=echoed_subprotocol(websocket))
     if websocket.application_state == WebSocketState.CONNECTED:
         await websocket.close(code, reason)
 

@@ -43,7 +43,6 @@ class Presented:
     cookie: str | None = None
     origin: str | None = None
     own_origin: str = ""
-    bearer_subprotocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +78,17 @@ def presented_by_request(conn: HTTPConnection) -> Presented:
     )
 
 
+def echoed_subprotocol(conn: HTTPConnection) -> str | None:
+    """The subprotocol to accept a socket with: `bearer` when offered (browsers fail a
+    handshake whose offered subprotocol is not echoed), refusals included."""
+    return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in conn.scope.get("subprotocols", ()) else None
+
+
 def presented_by_websocket(conn: HTTPConnection) -> Presented:
     """Query `token`, then `Authorization: Bearer`, then `bearer, <token>` subprotocols."""
     subprotocols: list[str] = conn.scope.get("subprotocols", [])
-    offered = BEARER_SUBPROTOCOL in subprotocols
     token = conn.query_params.get("token") or _bearer(conn.headers.get("authorization"))
-    if token is None and offered:
+    if token is None and BEARER_SUBPROTOCOL in subprotocols:
         after = subprotocols[subprotocols.index(BEARER_SUBPROTOCOL) + 1 :]
         token = after[0] if after else None
     return Presented(
@@ -92,7 +96,6 @@ def presented_by_websocket(conn: HTTPConnection) -> Presented:
         cookie=conn.cookies.get(SESSION_COOKIE) or None,
         origin=conn.headers.get("origin"),
         own_origin=_own_origin(conn),
-        bearer_subprotocol=offered,
     )
 
 

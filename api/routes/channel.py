@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api import metrics
 from api.asgi import text_sender
-from api.auth.credentials import Principal
+from api.auth.credentials import Principal, echoed_subprotocol
 from api.deps import ChannelAccess, ChannelAccessDep, Runtime, RuntimeDep
 from api.errors import AuthFailure, Forbidden, NotFound
 from api.items import messages
@@ -41,7 +41,7 @@ MAX_INFLIGHT = 256
 async def item_channel(
     websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep
 ) -> None:
-    await websocket.accept(subprotocol=channel.subprotocol)
+    await websocket.accept(subprotocol=echoed_subprotocol(websocket))
     metrics.OPEN_SOCKETS.inc()
     principal = channel.principal
     item_id = channel.access.item_id

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api import metrics
 from api.auth import sessions
-from api.auth.credentials import BEARER_SUBPROTOCOL, Principal
+from api.auth.credentials import Principal, echoed_subprotocol
 from api.clock import iso_z, utcnow
 from api.deps import Runtime, RuntimeDep, SocketUser
 from api.errors import AuthFailure
@@ -100,8 +100,7 @@ class CpuSampler:
 async def monitor_socket(websocket: WebSocket, principal: SocketUser, runtime: RuntimeDep) -> None:
     """Host and service figures every `interval` seconds (default 1, clamped to 0.2-60)."""
     interval = parse_interval(websocket.query_params.get("interval"))
-    offered = BEARER_SUBPROTOCOL in websocket.scope.get("subprotocols", [])
-    await websocket.accept(subprotocol=BEARER_SUBPROTOCOL if offered else None)
+    await websocket.accept(subprotocol=echoed_subprotocol(websocket))
     metrics.OPEN_SOCKETS.inc()
     context = {"user_id": principal.user_id, "interval": interval}
     log.info("monitor open", extra=context)
