@@ -125,7 +125,8 @@ class Outbox:
         self._kick()
 
     def push(self, seq: int, frame: str) -> None:
-        """Queue a frame, or send it at once; never waits, so never blocks the fan-out."""
+        """Queue a frame, sent at the end of this event-loop turn; never waits, so never
+        blocks the fan-out."""
         if self._closing is not None or self._gone:
             return
         queue = self._queue

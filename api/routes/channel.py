@@ -26,7 +26,7 @@ from api.items.messages import StoredMessage
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
-from api.routes.frames import Ending, next_text, refusal_code
+from api.routes.frames import read_frames, refusal_code
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channel"])
@@ -42,10 +42,17 @@ async def item_channel(
     websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep
 ) -> None:
     await websocket.accept(subprotocol=echoed_subprotocol(websocket))
-    metrics.OPEN_SOCKETS.inc()
     principal = channel.principal
     item_id = channel.access.item_id
     hub = runtime.hub
+    settings = runtime.settings
+    if hub.sockets_of_user(principal.user_id) >= settings.max_sockets_per_user:
+        await websocket.close(protocol.TRY_AGAIN_LATER, protocol.TOO_MANY_SOCKETS)
+        return
+    if hub.sockets_on_item(item_id) >= settings.max_sockets_per_item:
+        await websocket.close(protocol.TRY_AGAIN_LATER, protocol.ITEM_FULL)
+        return
+    metrics.OPEN_SOCKETS.inc()
     outbox = Outbox(
         item_id=item_id,
         user_id=principal.user_id,
@@ -54,19 +61,10 @@ async def item_channel(
         send=text_sender(websocket.scope, websocket.send_text),
         close=_closer(websocket),
         fetch=hub.fetch,
-        capacity=runtime.settings.ws_queue_size,
+        capacity=settings.ws_queue_size,
         batch=channel.batch,
     )
-    socket = _Socket(websocket, runtime, outbox, principal)
-    settings = runtime.settings
-    if hub.sockets_of_user(principal.user_id) >= settings.max_sockets_per_user:
-        await websocket.close(protocol.TRY_AGAIN_LATER, protocol.TOO_MANY_SOCKETS)
-        metrics.OPEN_SOCKETS.dec()
-        return
-    if hub.sockets_on_item(item_id) >= settings.max_sockets_per_item:
-        await websocket.close(protocol.TRY_AGAIN_LATER, protocol.ITEM_FULL)
-        metrics.OPEN_SOCKETS.dec()
-        return
+    socket = _Socket(runtime, outbox, principal)
     context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
     log.info("channel open", extra=context)
     # From now on a requested close has CLOSE_GRACE to go out (see `abandon_later`).
@@ -95,7 +93,7 @@ async def item_channel(
         outbox.start()
         await hub.join(outbox)
         socket.arm_deadlines()
-        close = await socket.read_loop()
+        close = await read_frames(websocket, settings.max_message_bytes, socket.handle)
         if close is not None:
             outbox.request_close(*close)
         if outbox.closing is not None:
@@ -156,14 +154,7 @@ def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
 class _Socket:
     """The reading side of one channel socket, and its credential deadlines."""
 
-    def __init__(
-        self,
-        websocket: WebSocket,
-        runtime: Runtime,
-        outbox: Outbox,
-        principal: Principal,
-    ) -> None:
-        self.websocket = websocket
+    def __init__(self, runtime: Runtime, outbox: Outbox, principal: Principal) -> None:
         self.runtime = runtime
         self.outbox = outbox
         self.principal = principal
@@ -216,15 +207,6 @@ class _Socket:
             self._abandon_timer.cancel()
 
     # Frames from the client.
-
-    async def read_loop(self) -> Ending:
-        """Handle frames until the peer leaves; a close to send when the peer broke a rule."""
-        limit = self.runtime.settings.max_message_bytes
-        while True:
-            text = await next_text(self.websocket, limit)
-            if not isinstance(text, str):
-                return text
-            await self.handle(text)
 
     async def handle(self, text: str) -> None:
         try:

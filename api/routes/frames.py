@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import WebSocket
 
 from api.auth.credentials import TokenOfAnotherUser
@@ -25,6 +27,17 @@ async def next_text(websocket: WebSocket, limit: int) -> str | Ending:
     if len(text) > limit // 4 and len(text.encode()) > limit:
         return protocol.MESSAGE_TOO_BIG, "message too big"
     return text
+
+
+async def read_frames(
+    websocket: WebSocket, limit: int, handle: Callable[[str], Awaitable[None]]
+) -> Ending:
+    """Hand each text frame to `handle` until the peer leaves or breaks a rule."""
+    while True:
+        text = await next_text(websocket, limit)
+        if not isinstance(text, str):
+            return text
+        await handle(text)
 
 
 def refusal_code(exc: AuthFailure) -> str:

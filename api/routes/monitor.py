@@ -22,7 +22,7 @@ from api.clock import iso_z, utcnow
 from api.deps import Runtime, RuntimeDep, SocketUser
 from api.errors import AuthFailure
 from api.realtime import protocol
-from api.routes.frames import Ending, next_text, refusal_code
+from api.routes.frames import Ending, read_frames, refusal_code
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
@@ -129,7 +129,11 @@ class _MonitorSocket:
         self._send_lock = asyncio.Lock()
 
     async def serve(self) -> Ending:
-        jobs: list[Coroutine[Any, Any, Ending]] = [self.read(), self.tick(), self.guard()]
+        jobs: list[Coroutine[Any, Any, Ending]] = [
+            read_frames(self.websocket, self.runtime.settings.max_message_bytes, self.handle),
+            self.tick(),
+            self.guard(),
+        ]
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -193,14 +197,6 @@ class _MonitorSocket:
             if token_exp is not None:
                 wait = min(wait, max(0.0, token_exp - now))
             await asyncio.sleep(max(0.01, wait))
-
-    async def read(self) -> Ending:
-        limit = self.runtime.settings.max_message_bytes
-        while True:
-            text = await next_text(self.websocket, limit)
-            if not isinstance(text, str):
-                return text
-            await self.handle(text)
 
     async def handle(self, text: str) -> None:
         try:
