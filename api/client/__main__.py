@@ -1,0 +1,3 @@
+from api.client.cli import main
+
+main()

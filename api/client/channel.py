@@ -1,0 +1,331 @@
+"""One item channel (`/items/{id}/ws`) that survives drops: reconnect, resume, dedupe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from api.client import frames
+from api.client.errors import (
+    ChannelClosed,
+    ChannelRefused,
+    HTTPError,
+    NotRecovered,
+    ProtocolError,
+    PublishError,
+    ServerUnavailable,
+)
+from api.client.publishing import Acks
+from api.client.refresh import Tokens
+from api.client.retry import Backoff
+from api.client.types import Message
+
+log = logging.getLogger("api.client")
+
+# Closes worth reconnecting after (with `since`): going away, server error, restart, try
+# again later (slow consumer, broker or store unavailable, limits), and drops (1006).
+RETRIED_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+_END = object()  # queued once the channel is over; every later read sees it again
+
+
+class Channel:
+    """Messages of one item, each exactly once and in seq order, across reconnects.
+
+    Use as `async with client.channel(item_id, since=N) as channel:`; entering waits for
+    the first `ready` (retrying while the server is unreachable) and raises
+    `ChannelRefused` if the server refuses. Iterate with `async for message in channel`
+    — several loops one after another continue where the previous one stopped. A drop or
+    a 1001/1011/1012/1013 close reconnects with backoff and `since=<last seq received>`;
+    a 1008 close raises `ChannelRefused` from the iterator (and from `publish`), except
+    `token expired` when the client can renew its token. Messages are buffered until read.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        tokens: Tokens,
+        *,
+        since: int | None,
+        backoff: Backoff,
+        publish_timeout: float,
+        on_presence: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        if since is not None and (isinstance(since, bool) or since < 0):
+            raise ValueError("since must be a non-negative integer")
+        self._url = url
+        self._tokens = tokens
+        self._backoff = backoff
+        self._publish_timeout = publish_timeout
+        self._on_presence = on_presence
+        self._last_seq = since
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._acks = Acks()
+        self._ws: ClientConnection | None = None
+        self._changed = asyncio.Event()  # set (and replaced) when _ws or _failure changes
+        self._failure: BaseException | None = None
+        self._closed_by_user = False
+        self._jump = False  # after `recovered: false`, the next seq may skip ahead
+        self._first_ready: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: The latest `presence` frame, or None before the first.
+        self.presence: dict[str, Any] | None = None
+        #: The `ready` frame of the current (or last) connection.
+        self.ready: dict[str, Any] | None = None
+        #: How many times the channel reconnected.
+        self.reconnects = 0
+
+    @property
+    def last_seq(self) -> int | None:
+        """The seq of the last message received (queued for iteration)."""
+        return self._last_seq
+
+    async def __aenter__(self) -> Channel:
+        self._first_ready = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run())
+        try:
+            await self._first_ready
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._failure is None:
+            self._closed_by_user = True
+        self._finish(ChannelClosed(1000, "closed by the client"))
+
+    def __aiter__(self) -> Channel:
+        return self
+
+    async def __anext__(self) -> Message:
+        entry = await self._inbox.get()
+        if entry is _END:
+            self._inbox.put_nowait(_END)
+            if self._closed_by_user:
+                raise StopAsyncIteration
+            assert self._failure is not None
+            raise self._failure
+        if isinstance(entry, NotRecovered):
+            raise entry
+        return entry  # type: ignore[no-any-return]
+
+    async def publish(self, data: Any, timeout: float | None = None) -> int:  # noqa: ASYNC109
+        """Store `data` as a message of the item; its seq, once acknowledged.
+
+        Waits (within `timeout`) for a connection while reconnecting; raises
+        `PublishError` (`.code`) on an error frame, a timeout or a lost connection.
+        Concurrent calls are pipelined on the socket and matched to their acks by ref.
+        """
+        limit = self._publish_timeout if timeout is None else timeout
+        ref = ""
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    ws = await self._socket()
+                    ref, answer = self._acks.expect()
+                    try:
+                        await ws.send(json.dumps({"type": "publish", "data": data, "ref": ref}))
+                    except ConnectionClosed:
+                        self._acks.forget(ref)  # not sent: safe to send on the next socket
+                        await self._gone(ws)
+                        continue
+                    return await answer
+        except TimeoutError:
+            raise PublishError("timeout", f"no ack within {limit} s") from None
+        finally:
+            self._acks.forget(ref)
+
+    # The connection loop.
+
+    async def _run(self) -> None:
+        attempt = 0
+        renewed = False  # one token renewal per streak of `token expired` closes
+        try:
+            while True:
+                try:
+                    ws = await self._open()
+                except (OSError, TimeoutError, InvalidHandshake, ServerUnavailable) as exc:
+                    log.info("channel connect failed (%s); retrying", type(exc).__name__)
+                    await asyncio.sleep(self._backoff.delay(attempt))
+                    attempt += 1
+                    continue
+                code, reason, was_ready = await self._serve(ws)
+                if was_ready:
+                    attempt, renewed = 0, False
+                self.reconnects += 1
+                if code == 1008:
+                    if reason != "token expired" or renewed:
+                        raise ChannelRefused(code, reason)
+                    try:
+                        if not await self._tokens.renew_after_expiry():
+                            raise ChannelRefused(code, reason)
+                    except ServerUnavailable:
+                        pass  # renewed on the next attempt
+                    else:
+                        renewed = True
+                        continue
+                elif code not in RETRIED_CODES:
+                    raise ChannelClosed(code, reason)
+                log.info(
+                    "channel closed (%s %r); resuming after seq %s", code, reason, self._last_seq
+                )
+                await asyncio.sleep(self._backoff.delay(attempt))
+                attempt += 1
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._finish(exc)
+
+    async def _open(self) -> ClientConnection:
+        token = await self._tokens.current()
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        url = self._url if self._last_seq is None else f"{self._url}?since={self._last_seq}"
+        try:
+            return await connect(url, additional_headers=headers, open_timeout=10)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status >= 500:
+                raise  # restarting or overloaded: retried
+            raise HTTPError("GET", self._url, status, "handshake refused") from exc
+
+    async def _serve(self, ws: ClientConnection) -> tuple[int, str, bool]:
+        """Read `ws` until it closes: its close code and reason, and whether it was ready."""
+        keeper: asyncio.Task[None] | None = None
+        was_ready = False
+        try:
+            async with ws:
+                self._on_ready(frames.decode(await ws.recv()))
+                was_ready = True
+                self._set_socket(ws)
+                keeper = asyncio.create_task(self._keep_token_fresh(ws))
+                while True:
+                    for frame in frames.unpack(frames.decode(await ws.recv())):
+                        if not self._on_frame(frame):
+                            return 1006, "gap", was_ready  # leaving `async with` closes ws
+        except ConnectionClosed as exc:
+            if exc.rcvd is None:
+                return 1006, "", was_ready
+            return exc.rcvd.code, exc.rcvd.reason, was_ready
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+            self._set_socket(None)
+            self._acks.fail_all(PublishError("connection_lost", "the socket closed before the ack"))
+
+    def _on_ready(self, frame: dict[str, Any]) -> None:
+        if frame["type"] != "ready":
+            raise ProtocolError(f"expected a 'ready' frame first, got {frame['type']!r}")
+        last_seq = frames.field(frame, "last_seq", int)
+        self.ready = frame
+        recovered = frame.get("recovered")
+        if recovered is False and self._last_seq is not None:
+            self._inbox.put_nowait(NotRecovered(self._last_seq, last_seq))
+            if self._last_seq > last_seq:
+                self._last_seq = last_seq  # the server has fewer messages than we saw
+            else:
+                self._jump = True  # replay starts at the oldest kept message
+        elif self._last_seq is None:
+            self._last_seq = last_seq
+        if self._first_ready is not None and not self._first_ready.done():
+            self._first_ready.set_result(None)
+
+    def _on_frame(self, frame: dict[str, Any]) -> bool:
+        """Handle one frame; False when a message is missing before this one."""
+        kind = frame["type"]
+        if kind == "message":
+            message = frames.message(frame)
+            seq = message["seq"]
+            if self._last_seq is not None and seq <= self._last_seq:
+                return True  # already received (a resume overlaps what came before)
+            if self._jump:
+                self._jump = False
+            elif self._last_seq is not None and seq != self._last_seq + 1:
+                log.warning("seq %s after %s: resuming to fill the gap", seq, self._last_seq)
+                return False
+            self._last_seq = seq
+            self._inbox.put_nowait(message)
+        elif kind == "ack":
+            self._acks.acked(frame.get("ref"), frames.field(frame, "seq", int))
+        elif kind == "error":
+            code = frames.field(frame, "code", str)
+            detail = str(frame.get("detail", ""))
+            if not self._acks.refused(frame.get("ref"), code, detail):
+                log.warning("channel error frame: %s: %s", code, detail)
+        elif kind == "presence":
+            self.presence = frame
+            if self._on_presence is not None:
+                self._on_presence(frame)
+        elif kind == "ready":
+            raise ProtocolError("a second 'ready' frame on one socket")
+        # pong, and frame types added later: nothing to do.
+        return True
+
+    async def _keep_token_fresh(self, ws: ClientConnection) -> None:
+        """Send a `refresh` frame before the socket's token expires, so it stays open."""
+        sent = self._tokens.token
+        while True:
+            due = self._tokens.renew_at()
+            if due is None:
+                return
+            await asyncio.sleep(max(0.0, due - time.time()))
+            token = await self._tokens.current()
+            if token is not None and token != sent:
+                await ws.send(json.dumps({"type": "refresh", "token": token}))
+                sent = token
+            elif self._tokens.expired() or not self._tokens.can_renew():
+                return  # the server closes with `token expired`; the run loop renews
+            else:
+                await asyncio.sleep(1.0)  # renewal failed (server busy?): try again
+
+    # State shared with publishers and readers.
+
+    def _set_socket(self, ws: ClientConnection | None) -> None:
+        self._ws = ws
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _socket(self) -> ClientConnection:
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if self._ws is not None:
+                return self._ws
+            await self._changed.wait()
+
+    async def _gone(self, ws: ClientConnection) -> None:
+        while self._ws is ws and self._failure is None:
+            await self._changed.wait()
+
+    def _finish(self, failure: BaseException) -> None:
+        if self._failure is not None:
+            return
+        self._failure = failure
+        if not self._closed_by_user:
+            log.warning("channel ended: %s", failure)
+        self._acks.fail_all(failure)
+        self._inbox.put_nowait(_END)
+        self._set_socket(None)
+        if self._first_ready is not None and not self._first_ready.done():
+            self._first_ready.set_exception(failure)
+            self._first_ready.exception()  # retrieved by __aenter__; no "never retrieved"
