@@ -80,8 +80,13 @@ class Channel:
         self.presence: dict[str, Any] | None = None
         #: The `ready` frame of the current (or last) connection.
         self.ready: dict[str, Any] | None = None
-        #: How many times the channel reconnected.
+        #: How many times the channel set out to reconnect after a connection ended.
         self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        """A socket is open and ready (publishes go out at once)."""
+        return self._ws is not None
 
     @property
     def last_seq(self) -> int | None:
@@ -173,7 +178,6 @@ class Channel:
                 code, reason, was_ready = await self._serve(ws)
                 if was_ready:
                     attempt, renewed = 0, False
-                self.reconnects += 1
                 if code == 1008:
                     if reason != "token expired" or renewed:
                         raise ChannelRefused(code, reason)
@@ -184,6 +188,7 @@ class Channel:
                         pass  # renewed on the next attempt
                     else:
                         renewed = True
+                        self.reconnects += 1
                         continue
                 elif code not in RETRIED_CODES:
                     raise ChannelClosed(code, reason)
@@ -192,6 +197,7 @@ class Channel:
                 )
                 await asyncio.sleep(self._backoff.delay(attempt))
                 attempt += 1
+                self.reconnects += 1
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

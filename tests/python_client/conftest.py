@@ -41,6 +41,13 @@ async def me(client: Client) -> str:
     return (await client.me())["username"]
 
 
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Wait for `condition` to hold (a sync point, polled)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
 class Proxy:
     """A TCP relay to a server; `cut()` drops every connection through it (a network drop,
     seen by both ends as a connection lost without a close frame)."""
@@ -78,6 +85,15 @@ class Proxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
+
+    async def pause(self) -> None:
+        """Refuse new connections (the open ones stay)."""
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def resume(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
 
     def cut(self) -> None:
         self.cuts += 1
