@@ -124,6 +124,7 @@ class Channel:
         return self
 
     async def __anext__(self) -> Message:
+        self._check_entered()
         entry = await self._inbox.get()
         if entry is _END:
             self._inbox.put_nowait(_END)
@@ -142,6 +143,7 @@ class Channel:
         `PublishError` (`.code`) on an error frame, a timeout or a lost connection.
         Concurrent calls are pipelined on the socket and matched to their acks by ref.
         """
+        self._check_entered()
         limit = self._publish_timeout if timeout is None else timeout
         ref = ""
         try:
@@ -306,6 +308,10 @@ class Channel:
 
     # State shared with publishers and readers.
 
+    def _check_entered(self) -> None:
+        if self._task is None:
+            raise RuntimeError("open the channel first: `async with client.channel(...)`")
+
     def _set_socket(self, ws: ClientConnection | None) -> None:
         self._ws = ws
         self._changed.set()
@@ -327,8 +333,7 @@ class Channel:
         if self._failure is not None:
             return
         self._failure = failure
-        if not self._closed_by_user:
-            log.warning("channel ended: %s", failure)
+        log.debug("channel ended: %s", failure)
         self._acks.fail_all(failure)
         self._inbox.put_nowait(_END)
         self._set_socket(None)

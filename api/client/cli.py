@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.data = json.loads(args.data)
         except ValueError as exc:
             raise SystemExit(f"item-channels: DATA is not JSON: {exc}") from None
-    if args.since is not None and args.since < 0 if args.command == "listen" else False:
+    if args.command == "listen" and args.since is not None and args.since < 0:
         raise SystemExit("item-channels: --since must be a non-negative integer")
     try:
         asyncio.run(run(args))

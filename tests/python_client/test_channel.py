@@ -152,3 +152,12 @@ async def test_publish_times_out_as_publish_error(new_client: NewClient) -> None
         with pytest.raises(PublishError) as late:
             await channel.publish("x", timeout=0)
     assert late.value.code == "timeout"
+
+
+async def test_a_channel_used_before_it_is_opened_says_so(new_client: NewClient) -> None:
+    alice = await new_client()
+    channel = alice.channel("never-opened")
+    with pytest.raises(RuntimeError, match="async with"):
+        await channel.publish("x")
+    with pytest.raises(RuntimeError, match="async with"):
+        await channel.__anext__()
