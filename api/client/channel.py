@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -21,11 +19,10 @@ from api.client.errors import (
     HTTPError,
     NotRecovered,
     ProtocolError,
-    PublishError,
     ServerUnavailable,
 )
-from api.client.publishing import Acks
-from api.client.refresh import Tokens
+from api.client.publishing import Publisher
+from api.client.refresh import Tokens, keep_token_fresh
 from api.client.retry import Backoff
 from api.client.types import Message
 
@@ -64,14 +61,10 @@ class Channel:
         self._url = url
         self._tokens = tokens
         self._backoff = backoff
-        self._publish_timeout = publish_timeout
         self._on_presence = on_presence
         self._last_seq = since
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self._acks = Acks()
-        self._ws: ClientConnection | None = None
-        self._changed = asyncio.Event()  # set (and replaced) when _ws or _failure changes
-        self._failure: BaseException | None = None
+        self._publisher = Publisher(publish_timeout)
         self._closed_by_user = False
         self._jump = False  # after `recovered: false`, the next seq may skip ahead
         self._first_ready: asyncio.Future[None] | None = None
@@ -86,7 +79,7 @@ class Channel:
     @property
     def connected(self) -> bool:
         """A socket is open and ready (publishes go out at once)."""
-        return self._ws is not None
+        return self._publisher.socket is not None
 
     @property
     def last_seq(self) -> int | None:
@@ -116,7 +109,7 @@ class Channel:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._failure is None:
+        if self._publisher.failure is None:
             self._closed_by_user = True
         self._finish(ChannelClosed(1000, "closed by the client"))
 
@@ -130,8 +123,8 @@ class Channel:
             self._inbox.put_nowait(_END)
             if self._closed_by_user:
                 raise StopAsyncIteration
-            assert self._failure is not None
-            raise self._failure
+            assert self._publisher.failure is not None
+            raise self._publisher.failure
         if isinstance(entry, NotRecovered):
             raise entry
         return entry  # type: ignore[no-any-return]
@@ -144,24 +137,7 @@ class Channel:
         Concurrent calls are pipelined on the socket and matched to their acks by ref.
         """
         self._check_entered()
-        limit = self._publish_timeout if timeout is None else timeout
-        ref = ""
-        try:
-            async with asyncio.timeout(limit):
-                while True:
-                    ws = await self._socket()
-                    ref, answer = self._acks.expect()
-                    try:
-                        await ws.send(json.dumps({"type": "publish", "data": data, "ref": ref}))
-                    except ConnectionClosed:
-                        self._acks.forget(ref)  # not sent: safe to send on the next socket
-                        await self._gone(ws)
-                        continue
-                    return await answer
-        except TimeoutError:
-            raise PublishError("timeout", f"no ack within {limit} s") from None
-        finally:
-            self._acks.forget(ref)
+        return await self._publisher.publish(data, timeout)
 
     # The connection loop.
 
@@ -225,8 +201,8 @@ class Channel:
             async with ws:
                 self._on_ready(frames.decode(await ws.recv()))
                 was_ready = True
-                self._set_socket(ws)
-                keeper = asyncio.create_task(self._keep_token_fresh(ws))
+                self._publisher.attach(ws)
+                keeper = asyncio.create_task(keep_token_fresh(self._tokens, ws.send))
                 while True:
                     for frame in frames.unpack(frames.decode(await ws.recv())):
                         if not self._on_frame(frame):
@@ -238,8 +214,7 @@ class Channel:
         finally:
             if keeper is not None:
                 keeper.cancel()
-            self._set_socket(None)
-            self._acks.fail_all(PublishError("connection_lost", "the socket closed before the ack"))
+            self._publisher.attach(None)
 
     def _on_ready(self, frame: dict[str, Any]) -> None:
         if frame["type"] != "ready":
@@ -274,11 +249,11 @@ class Channel:
             self._last_seq = seq
             self._inbox.put_nowait(message)
         elif kind == "ack":
-            self._acks.acked(frame.get("ref"), frames.field(frame, "seq", int))
+            self._publisher.acks.acked(frame.get("ref"), frames.field(frame, "seq", int))
         elif kind == "error":
             code = frames.field(frame, "code", str)
             detail = str(frame.get("detail", ""))
-            if not self._acks.refused(frame.get("ref"), code, detail):
+            if not self._publisher.acks.refused(frame.get("ref"), code, detail):
                 log.warning("channel error frame: %s: %s", code, detail)
         elif kind == "presence":
             self.presence = frame
@@ -289,54 +264,18 @@ class Channel:
         # pong, and frame types added later: nothing to do.
         return True
 
-    async def _keep_token_fresh(self, ws: ClientConnection) -> None:
-        """Send a `refresh` frame before the socket's token expires, so it stays open."""
-        sent = self._tokens.token
-        while True:
-            due = self._tokens.renew_at()
-            if due is None:
-                return
-            await asyncio.sleep(max(0.0, due - time.time()))
-            token = await self._tokens.current()
-            if token is not None and token != sent:
-                await ws.send(json.dumps({"type": "refresh", "token": token}))
-                sent = token
-            elif self._tokens.expired() or not self._tokens.can_renew():
-                return  # the server closes with `token expired`; the run loop renews
-            else:
-                await asyncio.sleep(1.0)  # renewal failed (server busy?): try again
-
     # State shared with publishers and readers.
 
     def _check_entered(self) -> None:
         if self._task is None:
             raise RuntimeError("open the channel first: `async with client.channel(...)`")
 
-    def _set_socket(self, ws: ClientConnection | None) -> None:
-        self._ws = ws
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def _socket(self) -> ClientConnection:
-        while True:
-            if self._failure is not None:
-                raise self._failure
-            if self._ws is not None:
-                return self._ws
-            await self._changed.wait()
-
-    async def _gone(self, ws: ClientConnection) -> None:
-        while self._ws is ws and self._failure is None:
-            await self._changed.wait()
-
     def _finish(self, failure: BaseException) -> None:
-        if self._failure is not None:
+        if self._publisher.failure is not None:
             return
-        self._failure = failure
         log.debug("channel ended: %s", failure)
-        self._acks.fail_all(failure)
+        self._publisher.fail(failure)
         self._inbox.put_nowait(_END)
-        self._set_socket(None)
         if self._first_ready is not None and not self._first_ready.done():
             self._first_ready.set_exception(failure)
             self._first_ready.exception()  # retrieved by __aenter__; no "never retrieved"

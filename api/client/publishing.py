@@ -1,9 +1,14 @@
-"""Matching `ack` and `error` frames to the publishes waiting for them, by `ref`."""
+"""Publishing on whichever socket a channel has open, each publish matched to its ack by `ref`."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from api.client.errors import PublishError
 
@@ -47,3 +52,59 @@ class Acks:
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
+
+
+class Publisher:
+    """The channel's current socket (None while reconnecting), its unanswered publishes,
+    and the failure that ended the channel, if any."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.acks = Acks()
+        self.socket: ClientConnection | None = None
+        self.failure: BaseException | None = None
+        self._changed = asyncio.Event()  # set (and replaced) when socket or failure change
+
+    def attach(self, ws: ClientConnection | None) -> None:
+        if ws is None and self.socket is not None:
+            self.acks.fail_all(PublishError("connection_lost", "the socket closed before the ack"))
+        self.socket = ws
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def fail(self, failure: BaseException) -> None:
+        self.failure = failure
+        self.acks.fail_all(failure)
+        self.attach(None)
+
+    async def publish(self, data: Any, timeout: float | None) -> int:  # noqa: ASYNC109
+        limit = self.timeout if timeout is None else timeout
+        ref = ""
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    ws = await self._open_socket()
+                    ref, answer = self.acks.expect()
+                    try:
+                        await ws.send(json.dumps({"type": "publish", "data": data, "ref": ref}))
+                    except ConnectionClosed:
+                        self.acks.forget(ref)  # not sent: safe to send on the next socket
+                        await self._replaced(ws)
+                        continue
+                    return await answer
+        except TimeoutError:
+            raise PublishError("timeout", f"no ack within {limit} s") from None
+        finally:
+            self.acks.forget(ref)
+
+    async def _open_socket(self) -> ClientConnection:
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            if self.socket is not None:
+                return self.socket
+            await self._changed.wait()
+
+    async def _replaced(self, ws: ClientConnection) -> None:
+        while self.socket is ws and self.failure is None:
+            await self._changed.wait()

@@ -8,6 +8,7 @@ import binascii
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -138,6 +139,25 @@ class Tokens:
             log.warning("the session could not renew the access token: %s", exc)
             return False
         return True
+
+
+async def keep_token_fresh(tokens: Tokens, send: Callable[[str], Awaitable[None]]) -> None:
+    """Send an open socket a `refresh` frame before its token expires, so it stays open
+    (the server closes it with `token expired` at the `exp` of its current token)."""
+    sent = tokens.token
+    while True:
+        due = tokens.renew_at()
+        if due is None:
+            return
+        await asyncio.sleep(max(0.0, due - time.time()))
+        token = await tokens.current()
+        if token is not None and token != sent:
+            await send(json.dumps({"type": "refresh", "token": token}))
+            sent = token
+        elif tokens.expired() or not tokens.can_renew():
+            return  # the server closes with `token expired`; the channel renews then
+        else:
+            await asyncio.sleep(1.0)  # renewal failed (server busy?): try again
 
 
 def response_detail(response: httpx.Response) -> Any:

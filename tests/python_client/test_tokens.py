@@ -69,10 +69,10 @@ async def test_an_open_channel_outlives_its_token_by_sending_refresh_frames(
 
 
 def no_refresh_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def idle(self: Channel, ws: object) -> None:
+    async def idle(*args: object) -> None:
         return None
 
-    monkeypatch.setattr(Channel, "_keep_token_fresh", idle)
+    monkeypatch.setattr("api.client.channel.keep_token_fresh", idle)
 
 
 async def test_token_expired_close_with_a_session_renews_and_resumes(
