@@ -184,7 +184,9 @@ class Channel:
     async def _open(self) -> ClientConnection:
         token = await self._tokens.current()
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        url = self._url if self._last_seq is None else f"{self._url}?since={self._last_seq}"
+        # Batches: several frames in one when many wait (a replay, a burst), unpacked here.
+        query = "batch=1" if self._last_seq is None else f"batch=1&since={self._last_seq}"
+        url = f"{self._url}?{query}"
         try:
             return await connect(url, additional_headers=headers, open_timeout=10)
         except InvalidStatus as exc:

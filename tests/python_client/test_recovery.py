@@ -100,3 +100,36 @@ async def test_a_malformed_frame_raises_a_protocol_error_naming_it(
             async with asyncio.timeout(10), client.channel("i") as channel:
                 async for _ in channel:
                     pass
+
+
+def message(seq: int) -> str:
+    frame = {"type": "message", "item_id": "i", "seq": seq, "sender": "u", "data": seq}
+    return json.dumps({**frame, "ts": "2025-01-31T09:15:03Z"})
+
+
+async def test_duplicates_are_dropped_and_a_gap_resumes_from_the_last_seq() -> None:
+    """Against a server that misbehaves: a repeated message, then one skipped."""
+    asked: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        asked.append(ws.request.path)
+        if len(asked) == 1:
+            frames = [READY, message(1), message(1), message(3)]
+        else:
+            frames = [READY.replace('"last_seq": 0', '"last_seq": 3'), message(2), message(3)]
+        for frame in frames:
+            await ws.send(frame)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with Client(f"http://127.0.0.1:{port}", token="t", backoff=FAST) as client:
+            got: list[int] = []
+            async with asyncio.timeout(10), client.channel("i", since=0) as channel:
+                async for each in channel:
+                    got.append(each["seq"])
+                    if len(got) == 3:
+                        break
+    assert got == [1, 2, 3]
+    assert asked == ["/items/i/ws?batch=1&since=0", "/items/i/ws?batch=1&since=1"]
