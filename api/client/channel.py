@@ -21,6 +21,7 @@ from api.client.errors import (
     ProtocolError,
     ServerUnavailable,
 )
+from api.client.logs import websocket_logger
 from api.client.publishing import Publisher
 from api.client.refresh import Tokens, keep_token_fresh
 from api.client.retry import Backoff
@@ -188,7 +189,9 @@ class Channel:
         query = "batch=1" if self._last_seq is None else f"batch=1&since={self._last_seq}"
         url = f"{self._url}?{query}"
         try:
-            return await connect(url, additional_headers=headers, open_timeout=10)
+            return await connect(
+                url, additional_headers=headers, open_timeout=10, logger=websocket_logger
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status >= 500:

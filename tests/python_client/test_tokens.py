@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -50,8 +51,9 @@ async def take_one(channel: Channel) -> Any:
 
 
 async def test_an_open_channel_outlives_its_token_by_sending_refresh_frames(
-    short_lived: LiveServer,
+    short_lived: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with await logged_in(short_lived) as alice:
         item = (await alice.create_item("x"))["id"]
         async with alice.channel(item) as channel:
@@ -66,6 +68,11 @@ async def test_an_open_channel_outlives_its_token_by_sending_refresh_frames(
             assert channel.reconnects == 0
     assert alice.token != first_token
     assert (message["seq"], message["data"]) == (seq, "still open")
+    # websockets' debug log showed the handshake and the refresh frames, tokens redacted.
+    assert "> Authorization: [redacted]" in caplog.text
+    assert "[a frame with a credential, redacted]" in caplog.text
+    assert first_token is not None and first_token not in caplog.text
+    assert '"token"' not in caplog.text
 
 
 def no_refresh_frames(monkeypatch: pytest.MonkeyPatch) -> None:
