@@ -18,9 +18,10 @@ from api.client.errors import HTTPError, ProtocolError, ServerUnavailable
 log = logging.getLogger("api.client")
 
 SESSION_COOKIE = "session"
-# Renew this long before `exp`, as a share of the token's lifetime, within these bounds.
+# Renew a fifth of the token's lifetime before `exp`, at most a minute before; short-lived
+# tokens get up to half their lifetime (at most 5 s) so a busy loop still renews in time.
 RENEW_SHARE = 0.2
-RENEW_MIN = 0.5
+RENEW_SHORT = 5.0
 RENEW_MAX = 60.0
 
 
@@ -84,7 +85,8 @@ class Tokens:
         """When (epoch seconds) the token should be renewed; None if it never expires."""
         if self._expires_at is None:
             return None
-        margin = min(RENEW_MAX, max(RENEW_MIN, self._lifetime * RENEW_SHARE))
+        lifetime = self._lifetime or 2 * RENEW_SHORT  # no `iat`: assume a short token
+        margin = min(RENEW_MAX, max(lifetime * RENEW_SHARE, min(RENEW_SHORT, lifetime / 2)))
         return self._expires_at - margin
 
     def can_renew(self) -> bool:

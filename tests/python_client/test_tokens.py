@@ -17,7 +17,7 @@ from tests.client import PASSWORD, unique
 from tests.python_client.conftest import FAST, until
 from tests.servers import LiveServer
 
-TTL = 2  # seconds: ACCESS_TOKEN_TTL of these tests' server
+TTL = 3  # seconds: ACCESS_TOKEN_TTL of these tests' server
 
 
 @pytest.fixture
