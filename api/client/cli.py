@@ -17,25 +17,38 @@ from api.client.http import Client
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="item-channels", description=__doc__)
+def _credentials(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """The connection options, accepted before and after the command. After it, they
+    default to SUPPRESS, so that argparse keeps any value given before it."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    url = os.environ.get("ITEM_CHANNELS_URL", DEFAULT_URL)
+    p.add_argument("--url", default=default(url), help="server URL")
     p.add_argument(
-        "--url", default=os.environ.get("ITEM_CHANNELS_URL", DEFAULT_URL), help="server URL"
+        "--token", default=default(None), help="access token (default: $ITEM_CHANNELS_TOKEN)"
     )
-    p.add_argument("--token", help="access token (default: $ITEM_CHANNELS_TOKEN)")
     p.add_argument(
         "--username",
-        default=os.environ.get("ITEM_CHANNELS_USERNAME"),
+        default=default(os.environ.get("ITEM_CHANNELS_USERNAME")),
         help="log in as this user; the password is read from $ITEM_CHANNELS_PASSWORD "
         "or the terminal",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="item-channels", description=__doc__)
+    _credentials(p, defaults=True)
     commands = p.add_subparsers(dest="command", required=True)
     listen = commands.add_parser("listen", help="print one JSON line per message")
     listen.add_argument("item_id")
     listen.add_argument("--since", type=int, help="replay the messages after this seq")
+    _credentials(listen, defaults=False)
     publish = commands.add_parser("publish", help="publish a JSON value, print its seq")
     publish.add_argument("item_id")
     publish.add_argument("data", help='a JSON value, e.g. \'{"text": "hi"}\'')
+    _credentials(publish, defaults=False)
     return p
 
 

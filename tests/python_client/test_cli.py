@@ -48,8 +48,9 @@ async def test_listen_prints_json_lines_and_publish_prints_the_seq(
     assert listener.stdout is not None
     try:
         first = json.loads(await asyncio.wait_for(listener.stdout.readline(), TIMEOUT))
+        # Options also come after the command, as in `websocat`-style use.
         code, out, err = await run(
-            server, "--token", alice.token, "publish", item, '{"text": "hi"}'
+            server, "publish", item, '{"text": "hi"}', "--token", alice.token
         )
         assert (code, out, err) == (0, "2\n", "")
         second = json.loads(await asyncio.wait_for(listener.stdout.readline(), TIMEOUT))
