@@ -1,4 +1,7 @@
-"""Command line: `python -m api serve|migrate` (also installed as `item-channels`)."""
+"""Command line: `python -m api serve|migrate|...` (also installed as `item-channels`).
+
+`listen` and `publish` belong to the Python client (`api.client.cli`), which this command
+hands them to, so that the installed `item-channels` offers both sides."""
 
 from __future__ import annotations
 
@@ -111,8 +114,33 @@ def issue_token(args: argparse.Namespace) -> None:
     print(asyncio.run(_with_db(settings, work)))
 
 
+CLIENT_COMMANDS = ("listen", "publish")
+
+
+def _client_command(argv: Sequence[str]) -> bool:
+    """Whether the command named in argv is one of the client's (its options may come
+    first, so the first word that names any command decides)."""
+    server_commands = ("serve", "migrate", "create-user", "issue-token")
+    for word in argv:
+        if word in CLIENT_COMMANDS:
+            return True
+        if word in server_commands:
+            return False
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="item-channels")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _client_command(argv):
+        from api.client import cli  # the client's dependencies only when asked for
+
+        cli.main(argv)
+        return
+    parser = argparse.ArgumentParser(
+        prog="item-channels",
+        epilog="Also: `item-channels listen|publish ...` follow or write an item channel "
+        "(see `item-channels listen --help`).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("serve", help="run the service")

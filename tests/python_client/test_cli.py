@@ -15,11 +15,13 @@ from tests.servers import LiveServer
 TIMEOUT = 30
 
 
-async def cli(server: LiveServer, *args: str, **env: str) -> asyncio.subprocess.Process:
+async def cli(
+    server: LiveServer, *args: str, module: str = "api.client", **env: str
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "api.client",
+        module,
         "--url",
         server.base_url,
         *args,
@@ -30,8 +32,10 @@ async def cli(server: LiveServer, *args: str, **env: str) -> asyncio.subprocess.
     )
 
 
-async def run(server: LiveServer, *args: str, **env: str) -> tuple[int, str, str]:
-    proc = await cli(server, *args, **env)
+async def run(
+    server: LiveServer, *args: str, module: str = "api.client", **env: str
+) -> tuple[int, str, str]:
+    proc = await cli(server, *args, module=module, **env)
     out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -91,3 +95,16 @@ async def test_refusals_and_bad_input_exit_with_a_message(
     assert code == 1 and "not JSON" in err
     code, _, err = await run(server, "publish", item, "1", ITEM_CHANNELS_TOKEN="")
     assert code == 1 and "--token" in err
+
+
+async def test_the_service_command_hands_listen_and_publish_to_the_client(
+    server: LiveServer, new_client: NewClient
+) -> None:
+    """`item-channels` (`python -m api`) offers the client's commands too."""
+    alice = await new_client()
+    item = (await alice.create_item("x"))["id"]
+    assert alice.token is not None
+    code, out, err = await run(
+        server, "publish", item, '{"text": "hi"}', "--token", alice.token, module="api"
+    )
+    assert (code, out, err) == (0, "1\n", "")
