@@ -54,9 +54,10 @@ def run_migrations(args: argparse.Namespace) -> None:
             settings.var_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(url)
         try:
-            await migrate.upgrade(engine, args.revision)
+            reached = await migrate.upgrade(engine, args.revision)
         finally:
             await engine.dispose()
+        print(f"database at revision {reached or 'base (empty)'}")
 
     asyncio.run(go())
 

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketState
 
-from api import metrics, migrate
+from api import __version__, metrics, migrate
 from api.asgi import KeepServerSend
 from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Item Channels",
-        version="0.1.0",
+        version=__version__,
         summary="Authenticated real-time channels per item.",
         lifespan=lifespan,
     )
