@@ -1,4 +1,4 @@
-"""Command line: `python -m api serve|migrate` (also installed as `item-channels`)."""
+"""Command line: `python -m api serve|migrate|check-config|...` (installed as `item-channels`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import migrate
 from api.auth import sessions, users
 from api.auth.security import ACCESS, TokenCodec, configure_password_hashing
+from api.check_config import check_config, startup_problems
 from api.config import ConfigError, Settings
 from api.db import make_engine, make_session_factory
 from api.errors import Conflict
@@ -22,6 +23,8 @@ from api.routes.schemas import Credentials
 
 
 def serve(args: argparse.Namespace) -> None:
+    if problems := startup_problems():  # one line each, not a traceback
+        sys.exit("\n".join(problems))
     settings = Settings()
     try:
         settings.signing_key  # noqa: B018  (refuse to start on a bad key, before forking)
@@ -131,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = commands.add_parser("migrate", help="apply database migrations")
     p.add_argument("revision", nargs="?", default="head")
     p.set_defaults(func=run_migrations)
+
+    p = commands.add_parser(
+        "check-config", help="check the settings, database and broker; non-zero on a problem"
+    )
+    p.set_defaults(func=lambda _: sys.exit(check_config()))
 
     p = commands.add_parser("create-user", help="register a user")
     p.add_argument("username")
