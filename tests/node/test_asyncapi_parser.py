@@ -18,7 +18,8 @@ from tests.client import Api
 
 PARSER = "@asyncapi/parser@3.6.6"
 SCRIPT = Path(__file__).with_name("parse_asyncapi.cjs")
-pytestmark = [pytest.mark.node, pytest.mark.network]
+# The first run installs the parser from npm.
+pytestmark = [pytest.mark.node, pytest.mark.network, pytest.mark.timeout(400)]
 
 
 def cache_dir() -> Path:
