@@ -22,6 +22,7 @@ from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
 from api.cache import TTLCache
+from api.check_config import startup_problems
 from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory
@@ -174,4 +175,11 @@ async def reject_socket(websocket: WebSocket, exc: Exception) -> None:
         await websocket.close(code, reason)
 
 
-app = create_app()
+def app_from_environment() -> FastAPI:
+    """The app `uvicorn api.main:app` serves; bad settings stop it with one line each."""
+    if problems := startup_problems():
+        raise SystemExit("\n".join(problems))
+    return create_app()
+
+
+app = app_from_environment()

@@ -100,3 +100,22 @@ def test_serve_refuses_bad_settings_with_one_line_each(tmp_path: Path) -> None:
         "SECRET_KEY",
         "BROKER_URL",
     ]
+
+
+def test_plain_uvicorn_refuses_bad_settings_with_one_line_each(tmp_path: Path) -> None:
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var")}
+    env.update(ALLOWED_ORIGINS="https://ok.example,ftp://files.example", WS_TICKET_TTL="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--port", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        "WS_TICKET_TTL: Input should be greater than or equal to 1",
+        "ALLOWED_ORIGINS: not scheme://host[:port]: ftp://files.example",
+    ]
