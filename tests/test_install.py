@@ -112,6 +112,8 @@ def serving(installed: Path, empty_dir: Path, user_env: dict[str, str]) -> Itera
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        else:
+            raise AssertionError(f"the server did not start:\n{log.read_text()}")
         yield base
     finally:
         proc.terminate()

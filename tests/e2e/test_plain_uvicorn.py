@@ -75,6 +75,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        else:
+            raise AssertionError(f"the server did not start:\n{log.read_text()}")
         yield base
     finally:
         proc.terminate()
