@@ -10,17 +10,19 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import WebSocketRequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketState
 
-from api import metrics, migrate
+from api import __version__, metrics, migrate, openapi
 from api.asgi import KeepServerSend
 from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
 from api.cache import TTLCache
+from api.check_config import startup_problems
 from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory
@@ -102,9 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await broker.close()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from here, not from a CDN.
+    app = FastAPIOffline(
         title="Item Channels",
-        version="0.1.0",
+        version=__version__,
         summary="Authenticated real-time channels per item.",
         lifespan=lifespan,
     )
@@ -116,8 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
-    for module in (auth, items, channel, ops, monitor, pages):
-        app.include_router(module.router)
+    routers = [module.router for module in (auth, items, channel, ops, monitor, pages)]
+    for router in routers:
+        app.include_router(router)
+    openapi.install(app, routers)
     return app
 
 
@@ -170,4 +175,11 @@ async def reject_socket(websocket: WebSocket, exc: Exception) -> None:
         await websocket.close(code, reason)
 
 
-app = create_app()
+def app_from_environment() -> FastAPI:
+    """The app `uvicorn api.main:app` serves; bad settings stop it with one line each."""
+    if problems := startup_problems():
+        raise SystemExit("\n".join(problems))
+    return create_app()
+
+
+app = app_from_environment()

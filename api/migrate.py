@@ -2,39 +2,54 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The repository's top-level migrations/, installed as this package (see pyproject.toml).
+MIGRATIONS_PACKAGE = "api.migrations"
 # Any constant will do: every worker takes the same lock before migrating.
 MIGRATION_LOCK = 715_004_213
 
 
 def alembic_config(url: str | None = None) -> Config:
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    """The installed package's Alembic configuration.
+
+    The project root's alembic.ini only adds logging for the `alembic` command; the
+    service needs just where its scripts are, found from the package, not the source tree.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files(MIGRATIONS_PACKAGE)))
+    cfg.set_main_option("path_separator", "os")
     if url is not None:
         cfg.attributes["url"] = url
     cfg.attributes["quiet"] = True
     return cfg
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Migrate on a connection of the app's engine; workers starting together queue up."""
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
+    """Migrate on a connection of the app's engine; workers starting together queue up.
+
+    Returns the revision the database is at afterwards."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_run, "upgrade", revision)
+        return await conn.run_sync(_current_revision)
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(_run, "downgrade", revision)
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _run(connection: Connection, direction: str, revision: str) -> None:

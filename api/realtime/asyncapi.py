@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from api.realtime import asyncapi_connect as connect
 from api.realtime import protocol
 
 REF = "#/components/schemas/{model}"
@@ -16,7 +17,7 @@ def _name(model: type[BaseModel]) -> str:
     return model.__name__.removesuffix("Frame")
 
 
-def build(version: str) -> dict[str, Any]:
+def build(version: str, host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
     sent = (*protocol.SERVER_FRAMES,)
     received = protocol.CLIENT_FRAMES
     models = [*sent, *received, protocol.StatsFrame]
@@ -62,21 +63,25 @@ def build(version: str) -> dict[str, Any]:
             ),
         },
         "defaultContentType": "application/json",
+        "servers": connect.servers(host, secure),
         "channels": {
             "item": {
                 "address": "/items/{item_id}/ws",
                 "title": "Item channel",
+                "description": connect.close_codes_text(),
+                "x-close-codes": connect.close_codes(),
                 "parameters": {"item_id": {"description": "Item id, ^[A-Za-z0-9_.-]{1,64}$"}},
                 "messages": item_messages,
                 "bindings": {
                     "ws": {
+                        "headers": connect.handshake_bindings(),
                         "query": {
                             "type": "object",
                             "properties": {
                                 "token": {"type": "string"},
                                 "since": {"type": "string", "pattern": "^[0-9]+$"},
                             },
-                        }
+                        },
                     }
                 },
             },
@@ -105,5 +110,9 @@ def build(version: str) -> dict[str, Any]:
                 "messages": [{"$ref": "#/channels/monitor/messages/Stats"}],
             },
         },
-        "components": {"schemas": schemas, "messages": messages},
+        "components": {
+            "schemas": schemas,
+            "messages": messages,
+            "securitySchemes": connect.SECURITY_SCHEMES,
+        },
     }

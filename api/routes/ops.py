@@ -55,4 +55,5 @@ async def metrics_text() -> Response:
 @router.get("/asyncapi.json")
 async def asyncapi(request: Request) -> dict[str, Any]:
     """The channel protocol as an AsyncAPI 3 document."""
-    return asyncapi_document.build(request.app.version)
+    secure = request.url.scheme in ("https", "wss")
+    return asyncapi_document.build(request.app.version, request.url.netloc, secure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, status
@@ -10,7 +11,8 @@ from fastapi.responses import FileResponse
 
 router = APIRouter(include_in_schema=False)
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# Package data: wherever the package is installed, not relative to a source tree.
+WEB_DIR = Path(str(files("api") / "web"))
 # Only plain names of the kinds served here: no paths, so nothing outside WEB_DIR.
 STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9-]*\.(js|css|svg)")
 MEDIA_TYPES = {

@@ -1,0 +1,1 @@
+"""Revisions, oldest first: `alembic revision -m ...` from the project root adds one."""
