@@ -184,11 +184,13 @@ class CredentialResolver:
         """The active session by id, from the cache when it holds it."""
         active = self._sessions.get(session_id)
         if active is None or active.expires_at <= utcnow():
+            # Taken before the read: a revocation landing during it keeps it uncached.
+            generation = self._sessions.generation()
             async with self._session_factory() as db:
                 active = await sessions.by_id(db, session_id)
             if active is None:
                 raise AuthFailure(INVALID_SESSION)
-            self._sessions.put(session_id, active)
+            self._sessions.put(session_id, active, since=generation)
         return active
 
     async def _from_cookie(self, cookie: str) -> Principal:
