@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import httpx
+from websockets.asyncio.client import connect
 
 from api.cache import TTLCache
-from tests.client import PASSWORD, Api
-from tests.servers import LiveServer
+from tests.client import PASSWORD, Api, recv, unique
+from tests.processes import Worker
+from tests.servers import TEST_SECRET, LiveServer
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -62,3 +66,52 @@ async def test_no_token_works_after_logout_with_requests_in_flight(server: LiveS
             for path in ("/auth/me", "/auth/refresh"):
                 method = http.get if path == "/auth/me" else http.post
                 assert (await method(path, headers=headers)).status_code == 401, path
+
+
+# No credential reaches the logs, however it is encoded.
+
+
+def _percent_encoded(text: str) -> str:
+    return "".join(f"%{b:02X}" for b in text.encode())
+
+
+async def test_a_percent_encoded_token_parameter_is_redacted_in_the_log(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": "",
+        "BROKER_URL": "memory://",
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "1024",
+    }
+    log = tmp_path / "server.log"
+    worker = Worker(env, log).start()
+    try:
+        async with httpx.AsyncClient(base_url=worker.base, timeout=30) as http:
+            name = unique()
+            await http.post("/auth/register", json={"username": name, "password": PASSWORD})
+            r = await http.post("/auth/login", json={"username": name, "password": PASSWORD})
+            token = r.json()["access_token"]
+            r = await http.post(
+                "/items", json={"name": "x"}, headers={"Authorization": f"Bearer {token}"}
+            )
+            item = r.json()["id"]
+        encoded = {
+            "name": f"?%74oken={_percent_encoded(token)}",
+            "both": f"?{_percent_encoded('token')}={_percent_encoded(token)}",
+            "plus": f"?a=1&%74oken={token[:10]}{_percent_encoded(token[10:])}",
+        }
+        for query in encoded.values():
+            async with connect(f"{worker.ws}/items/{item}/ws{query}") as ws:
+                assert (await recv(ws))["type"] == "ready"  # the server did read it
+        async with httpx.AsyncClient(base_url=worker.base, timeout=30) as http:
+            await http.get(f"/healthz{encoded['both']}")  # in the access log too
+    finally:
+        worker.stop()
+    text = log.read_text()
+    assert "WebSocket /items/" in text and "GET /healthz" in text
+    assert "[redacted]" in text
+    for query in encoded.values():
+        assert query.partition("=")[2][:30] not in text
+    assert token[:40] not in text
