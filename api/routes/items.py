@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
+from api import jsoncheck
 from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
 from api.errors import Conflict, Forbidden, NotFound
 from api.items import messages, service
@@ -139,11 +140,15 @@ async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail="body too large")
         chunks.append(chunk)
     try:
-        raw = orjson.loads(b"".join(chunks))
+        raw = jsoncheck.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
         raise HTTPException(
             422,
             detail=[{"type": "json_invalid", "loc": ["body"], "msg": "invalid JSON"}],
+        ) from exc
+    except jsoncheck.JsonRefused as exc:
+        raise HTTPException(
+            422, detail=[{"type": "json_invalid", "loc": ["body"], "msg": str(exc)}]
         ) from exc
     if not isinstance(raw, dict) or "data" not in raw:
         raise HTTPException(

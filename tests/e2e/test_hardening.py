@@ -9,10 +9,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
 from api.cache import TTLCache
-from tests.client import PASSWORD, Api, recv, unique
+from tests.client import PASSWORD, Api, ready, recv, recv_until, unique
 from tests.processes import Worker
 from tests.servers import TEST_SECRET, LiveServer
 
@@ -115,3 +116,58 @@ async def test_a_percent_encoded_token_parameter_is_redacted_in_the_log(tmp_path
     for query in encoded.values():
         assert query.partition("=")[2][:30] not in text
     assert token[:40] not in text
+
+
+# JSON the service cannot keep exactly is refused where it is parsed.
+
+DEEP = "[" * 300 + "]" * 300
+BIG = "123456789012345678901234567890"
+
+
+REFUSED = pytest.mark.parametrize("data", [DEEP, BIG, f"[-{BIG[:20]}]"], ids=["deep", "big", "neg"])
+
+
+@REFUSED
+async def test_deep_json_and_big_integers_are_refused_on_rest(api: Api, data: str) -> None:
+    owner = await api.user()
+    item = await api.item(owner)
+    headers = {**owner.headers, "Content-Type": "application/json"}
+    r = await api.http.post(
+        f"/items/{item}/messages", content=f'{{"data":{data}}}', headers=headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["type"] == "json_invalid"
+    r = await api.http.get(f"/items/{item}/messages", headers=owner.headers)
+    assert r.json() == []
+
+
+async def test_exact_json_is_kept_and_other_bodies_refuse_deep_json(api: Api) -> None:
+    owner = await api.user()
+    item = await api.item(owner)
+    headers = {**owner.headers, "Content-Type": "application/json"}
+    for path in ("/items", "/auth/register"):  # bodies FastAPI parses itself
+        r = await api.http.post(path, content=f'{{"name":{DEEP}}}', headers=headers)
+        assert r.status_code == 422, (path, r.text)
+    # What can be kept exactly still is, to the last digit.
+    fits = f'{{"data":{{"big":{2**64 - 1},"low":{-(2**63)},"s":"{BIG}"}}}}'
+    r = await api.http.post(f"/items/{item}/messages", content=fits, headers=headers)
+    assert r.status_code == 201, r.text
+    r = await api.http.get(f"/items/{item}/messages", headers=owner.headers)
+    assert r.json()[-1]["data"] == {"big": 2**64 - 1, "low": -(2**63), "s": BIG}
+
+
+@REFUSED
+async def test_deep_json_and_big_integers_get_bad_request_on_a_socket_that_stays_open(
+    server: LiveServer, api: Api, data: str
+) -> None:
+    owner = await api.user()
+    item = await api.item(owner)
+    ws, _ = await ready(server, item, owner.token)
+    async with ws:
+        await ws.send(f'{{"type":"publish","ref":"r","data":{data}}}')
+        frame = await recv_until(ws, "error")
+        assert frame["code"] == "bad_request", frame
+        await ws.send('{"type":"publish","ref":"ok","data":1}')
+        assert (await recv_until(ws, "ack"))["ref"] == "ok"
+    r = await api.http.get(f"/items/{item}/messages", headers=owner.headers)
+    assert [m["data"] for m in r.json()] == [1]
