@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(50, ge=1)
     login_failure_window: int = Field(60, ge=1)
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    # Limits on the work an unauthenticated client can cause (README, "Limits").
+    registrations_per_address: int = Field(20, ge=1)
+    registration_window: int = Field(3600, ge=1)
+    password_hash_concurrency: int = Field(0, ge=0)  # 0: one per CPU
+    password_hash_queue: int = Field(32, ge=0)
+    rate_limit_key_prefix: str = Field("ic-limits", min_length=1, max_length=64)
     # Server options used by `python -m api serve`.
     ws_compression: bool = False
     ws_ping_interval: float = Field(20.0, gt=0)

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketState
 
 from api import metrics, migrate
 from api.asgi import KeepServerSend
+from api.auth.attempts import AuthLimits, HashGate, default_concurrency, storage_for
 from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
@@ -91,12 +92,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.login_failures_per_address, settings.login_failure_window
             ),
         )
+        limits_storage, close_limits = storage_for(
+            settings.broker_url, settings.rate_limit_key_prefix
+        )
+        app.state.auth_limits = AuthLimits(
+            limits_storage,
+            logins_per_username=settings.login_failures_per_username,
+            logins_per_address=settings.login_failures_per_address,
+            login_window=settings.login_failure_window,
+            registrations_per_address=settings.registrations_per_address,
+            registration_window=settings.registration_window,
+            hash_gate=HashGate(
+                settings.password_hash_concurrency or default_concurrency(),
+                settings.password_hash_queue,
+            ),
+        )
         if settings.tune_gc:
             tune_collector()
         try:
             yield
         finally:
             await writer.stop()
+            await close_limits()
             await hub.stop()
             await presence.close()
             await broker.close()

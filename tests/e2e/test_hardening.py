@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -15,7 +16,7 @@ from websockets.asyncio.client import connect
 from api.cache import TTLCache
 from tests.client import PASSWORD, Api, ready, recv, recv_until, unique
 from tests.processes import Worker
-from tests.servers import TEST_SECRET, LiveServer
+from tests.servers import TEST_SECRET, Backend, LiveServer
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -171,3 +172,87 @@ async def test_deep_json_and_big_integers_get_bad_request_on_a_socket_that_stays
         assert (await recv_until(ws, "ack"))["ref"] == "ok"
     r = await api.http.get(f"/items/{item}/messages", headers=owner.headers)
     assert [m["data"] for m in r.json()] == [1]
+
+
+# Authentication limits hold under concurrency and across workers.
+
+
+async def _statuses(base: str, path: str, bodies: list[dict[str, str]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        return list(await asyncio.gather(*(http.post(path, json=b) for b in bodies)))
+
+
+async def test_concurrent_wrong_passwords_for_one_name_stop_at_the_limit(
+    make_server: MakeServer,
+) -> None:
+    with make_server(login_failures_per_username=5) as srv:
+        name = unique()
+        wrong = [{"username": name, "password": f"wrong-{n}-xxxxx"} for n in range(40)]
+        answers = await _statuses(srv.base_url, "/auth/login", wrong)
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [401] * 5 + [429] * 35, codes
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status_code == 429)
+        # Another spelling of the name is the same name.
+        answers = await _statuses(
+            srv.base_url, "/auth/login", [{"username": name.upper(), "password": "x" * 12}]
+        )
+        assert answers[0].status_code == 429
+
+
+async def test_concurrent_attempts_from_one_address_stop_at_the_limit(
+    make_server: MakeServer,
+) -> None:
+    with make_server(login_failures_per_address=10) as srv:
+        attempts = [{"username": unique(), "password": "wrong-password"} for _ in range(60)]
+        codes = sorted(
+            r.status_code for r in await _statuses(srv.base_url, "/auth/login", attempts)
+        )
+        assert codes == [401] * 10 + [429] * 50, codes
+
+
+async def test_registrations_per_address_are_limited(make_server: MakeServer) -> None:
+    with make_server(registrations_per_address=3) as srv:
+        bodies = [{"username": unique(), "password": PASSWORD} for _ in range(10)]
+        answers = await _statuses(srv.base_url, "/auth/register", bodies)
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [201] * 3 + [429] * 7, codes
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status_code == 429)
+
+
+async def test_password_hashing_beyond_its_queue_is_refused_with_retry_after(
+    make_server: MakeServer,
+) -> None:
+    with make_server(
+        password_hash_concurrency=1,
+        password_hash_queue=2,
+        password_hash_time_cost=2,
+        password_hash_memory_kib=16384,
+    ) as srv:
+        async with httpx.AsyncClient(base_url=srv.base_url, timeout=60) as http:
+            user = await Api(srv, http).user()
+        flood = [{"username": unique(), "password": "wrong-password"} for _ in range(30)]
+        answers = await _statuses(srv.base_url, "/auth/login", flood)
+        busy = [r for r in answers if r.status_code == 503]
+        assert len(busy) >= 20, sorted(r.status_code for r in answers)
+        assert {r.status_code for r in answers} <= {401, 503}
+        assert all(r.headers["Retry-After"] == "1" for r in busy)
+        real = [{"username": user.username, "password": PASSWORD}]
+        assert (await _statuses(srv.base_url, "/auth/login", real))[0].status_code == 200
+
+
+async def test_login_limits_hold_across_workers(make_server: MakeServer, backend: Backend) -> None:
+    if backend.broker != "redis":
+        pytest.skip("workers share limits through Redis")
+    prefix = f"ic-test-{uuid.uuid4().hex[:12]}"
+    with (
+        make_server(login_failures_per_username=5, rate_limit_key_prefix=prefix) as one,
+        make_server(login_failures_per_username=5, rate_limit_key_prefix=prefix) as two,
+    ):
+        name = unique()
+        wrong = [{"username": name, "password": f"wrong-{n}-xxxxx"} for n in range(10)]
+        answers = await asyncio.gather(
+            _statuses(one.base_url, "/auth/login", wrong),
+            _statuses(two.base_url, "/auth/login", wrong),
+        )
+        codes = sorted(r.status_code for part in answers for r in part)
+        assert codes == [401] * 5 + [429] * 15, codes
