@@ -19,6 +19,7 @@ from api.config import ConfigError, Settings
 from api.db import make_engine, make_session_factory
 from api.errors import Conflict
 from api.routes.schemas import Credentials
+from api.server import PROTOCOL, raise_fd_limit
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -27,6 +28,7 @@ def serve(args: argparse.Namespace) -> None:
         settings.signing_key  # noqa: B018  (refuse to start on a bad key, before forking)
     except ConfigError as exc:
         sys.exit(str(exc))
+    raise_fd_limit()  # before the workers start: they inherit it
     uvicorn.run(
         "api.main:app",
         host=args.host,
@@ -42,6 +44,8 @@ def serve(args: argparse.Namespace) -> None:
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         timeout_graceful_shutdown=settings.shutdown_grace,
+        # httptools with limits on request heads and connections (api/server.py).
+        http=PROTOCOL,
     )
 
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     password_hash_concurrency: int = Field(0, ge=0)  # 0: one per CPU
     password_hash_queue: int = Field(32, ge=0)
     rate_limit_key_prefix: str = Field("ic-limits", min_length=1, max_length=64)
+    max_request_head_bytes: int = Field(16384, ge=4096, le=1024 * 1024)
+    request_head_timeout: float = Field(10.0, gt=0)
+    max_connections: int = Field(0, ge=0)  # per process; 0: the open-file limit less 128
     # Server options used by `python -m api serve`.
     ws_compression: bool = False
     ws_ping_interval: float = Field(20.0, gt=0)

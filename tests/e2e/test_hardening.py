@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from api.cache import TTLCache
+from api.server import HeadLimits, protocol_with
 from tests.client import PASSWORD, Api, ready, recv, recv_until, unique
 from tests.processes import Worker
-from tests.servers import TEST_SECRET, Backend, LiveServer
+from tests.servers import TEST_SECRET, Backend, LiveServer, free_port
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -256,3 +264,148 @@ async def test_login_limits_hold_across_workers(make_server: MakeServer, backend
         )
         codes = sorted(r.status_code for part in answers for r in part)
         assert codes == [401] * 5 + [429] * 15, codes
+
+
+# Request heads: bounded in size and time, connections bounded in number.
+
+HEAD_LIMITS = HeadLimits(max_head_bytes=8192, head_timeout=1.0, max_connections=20)
+
+
+def _limited(**changes: Any) -> dict[str, Any]:
+    return {"uvicorn_options": {"http": protocol_with(replace(HEAD_LIMITS, **changes))}}
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    return await asyncio.wait_for(reader.read(), 30)
+
+
+async def test_an_endless_header_line_gets_431_before_it_is_parsed(
+    make_server: MakeServer,
+) -> None:
+    with make_server(**_limited()) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: ")
+        answered = asyncio.create_task(_answer(reader))
+        sent = 0
+        try:
+            while sent < 64 * 1024 * 1024 and not answered.done():
+                writer.write(b"a" * 65536)
+                await writer.drain()
+                sent += 65536
+        except ConnectionError:
+            pass  # refused and closed while we were still sending: what we want
+        answer = await answered
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert sent < 64 * 1024 * 1024
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_a_head_within_the_limit_is_served(make_server: MakeServer) -> None:
+    with make_server(**_limited()) as srv:
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            r = await http.get("/healthz", headers={"X-Pad": "p" * 7000})
+            assert r.status_code == 200
+            r = await http.get("/healthz", headers={"X-Pad": "p" * 9000})
+            assert r.status_code == 431
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Long": "a" * 20_000}, {f"X-H{n}": "v" for n in range(150)}],
+    ids=["long-line", "150-headers"],
+)
+async def test_an_oversized_upgrade_gets_431(
+    make_server: MakeServer, headers: dict[str, str]
+) -> None:
+    with make_server(**_limited()) as srv:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{srv.ws_url}/items/x/ws", additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 431
+
+
+async def test_idle_and_half_sent_heads_are_closed_after_the_deadline(
+    make_server: MakeServer,
+) -> None:
+    with make_server(**_limited()) as srv:
+        idle_reader, idle = await asyncio.open_connection("127.0.0.1", srv.port)
+        slow_reader, slow = await asyncio.open_connection("127.0.0.1", srv.port)
+
+        async def slowloris() -> None:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n":
+                if slow.is_closing():
+                    return
+                slow.write(bytes([byte]))
+                await asyncio.sleep(0.1)
+
+        trickle = asyncio.create_task(slowloris())
+        assert await _answer(idle_reader) == b""  # closed, nothing to answer
+        assert (await _answer(slow_reader)).startswith(b"HTTP/1.1 408 ")
+        trickle.cancel()
+        idle.close()
+        slow.close()
+
+
+async def test_connections_beyond_the_cap_get_503_and_are_closed(
+    make_server: MakeServer,
+) -> None:
+    with make_server(**_limited(max_connections=5, head_timeout=60.0)) as srv:
+        held = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(5)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        answer = await _answer(reader)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer
+        writer.close()
+        for _, w in held:
+            w.close()
+        await asyncio.gather(*(w.wait_closed() for _, w in held))
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            for _ in range(50):  # the server notices the closes as it reads them
+                if (await http.get("/healthz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the server never took a connection again")
+
+
+def test_serve_raises_the_open_file_limit_and_limits_heads(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    port = free_port()
+    env = {
+        **os.environ,
+        "VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": "",
+        "BROKER_URL": "memory://",
+        "MAX_REQUEST_HEAD_BYTES": "4096",
+    }
+    command = [sys.executable, "-m", "api", "serve", "--port", str(port)]
+    log = (tmp_path / "serve.log").open("wb")
+    # Started with a low soft limit, as many systems do.
+    low = min(soft, 1024) if hard == resource.RLIM_INFINITY or hard > 1024 else soft
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    proc = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lower
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        line = next(row for row in limits.splitlines() if row.startswith("Max open files"))
+        expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        assert line.split()[3] == expected, line
+        r = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Pad": "p" * 5000})
+        assert r.status_code == 431
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
