@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     max_request_head_bytes: int = Field(16384, ge=4096, le=1024 * 1024)
     request_head_timeout: float = Field(10.0, gt=0)
     max_connections: int = Field(0, ge=0)  # per process; 0: the open-file limit less 128
+    max_history_page_bytes: int = Field(4 * 1024 * 1024, ge=4096)
     # Server options used by `python -m api serve`.
     ws_compression: bool = False
     ws_ping_interval: float = Field(20.0, gt=0)

@@ -409,3 +409,31 @@ def test_serve_raises_the_open_file_limit_and_limits_heads(tmp_path: Path) -> No
         proc.terminate()
         proc.wait(15)
         log.close()
+
+
+# History pages are bounded by bytes as well as by count.
+
+
+async def test_history_pages_are_bounded_by_bytes_and_say_where_to_continue(
+    make_server: MakeServer,
+) -> None:
+    with make_server(max_history_page_bytes=8192) as srv:
+        async with httpx.AsyncClient(base_url=srv.base_url, timeout=30) as http:
+            api = Api(srv, http)
+            owner = await api.user()
+            item = await api.item(owner)
+            sent = ["x" * 1500 for _ in range(20)] + ["y" * 10_000, "z"]
+            for data in sent:
+                await api.post(owner, item, data)
+            url: str | None = f"/items/{item}/messages?limit=1000"
+            pages: list[list[dict[str, Any]]] = []
+            while url is not None:
+                r = await http.get(url, headers=owner.headers)
+                assert r.status_code == 200
+                pages.append(r.json())
+                assert len(r.text) <= 8192 or len(pages[-1]) == 1  # one message always fits
+                url = r.links.get("next", {}).get("url")
+            assert len(pages) > 3
+            got = [m for page in pages for m in page]
+            assert [m["seq"] for m in got] == list(range(1, len(sent) + 1))
+            assert [m["data"] for m in got] == sent
