@@ -16,9 +16,9 @@ from api import migrate
 from api.auth import sessions, users
 from api.auth.security import ACCESS, TokenCodec, configure_password_hashing
 from api.config import ConfigError, Settings
-from api.db import make_engine, make_session_factory
+from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.errors import Conflict
-from api.routes.schemas import Credentials
+from api.routes.schemas import NewCredentials
 from api.server import PROTOCOL, raise_fd_limit
 
 
@@ -54,8 +54,7 @@ def run_migrations(args: argparse.Namespace) -> None:
 
     async def go() -> None:
         url = settings.effective_database_url
-        if url.startswith("sqlite"):
-            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(url, settings.var_dir)
         engine = make_engine(url)
         try:
             await migrate.upgrade(engine, args.revision)
@@ -67,8 +66,7 @@ def run_migrations(args: argparse.Namespace) -> None:
 
 async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[str]]) -> str:
     url = settings.effective_database_url
-    if url.startswith("sqlite"):
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    prepare_sqlite(url, settings.var_dir)
     engine = make_engine(url)
     try:
         if settings.auto_migrate:
@@ -84,7 +82,7 @@ def create_user(args: argparse.Namespace) -> None:
     configure_password_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     password = args.password or getpass.getpass("password: ")
     try:
-        Credentials(username=args.username, password=password)
+        NewCredentials(username=args.username, password=password)
     except ValidationError as exc:
         sys.exit(f"invalid: {exc.errors(include_url=False)[0]['msg']}")
 

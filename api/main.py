@@ -24,7 +24,7 @@ from api.auth.tickets import ticket_consumer
 from api.cache import TTLCache
 from api.collector import tune_collector
 from api.config import Settings
-from api.db import make_engine, make_session_factory
+from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.deps import Runtime
 from api.items.feed import StoreFeed
 from api.items.service import Access
@@ -51,8 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.effective_database_url
-        if url.startswith("sqlite"):
-            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(url, settings.var_dir)
         engine = make_engine(url)
         if settings.auto_migrate:
             await migrate.upgrade(engine)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.security import hash_password, new_id, verify_password
 from api.errors import Conflict, Unauthorized
-from api.models import User
+from api.models import User, same_name, username_key
 from api.patterns import USERNAME_RE
 
 # Runs a password hash off the event loop: `asyncio.to_thread`, or a bounded gate.
@@ -24,7 +24,12 @@ async def register(
 ) -> User:
     # Argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     password_hash = await hashing(hash_password, password)
-    user = User(id=new_id(), username=username, password_hash=password_hash)
+    user = User(
+        id=new_id(),
+        username=username,
+        username_key=username_key(username),
+        password_hash=password_hash,
+    )
     db.add(user)
     try:
         await db.commit()
@@ -42,7 +47,7 @@ async def authenticate(
     # them, NUL for one), but the same hash work as for any unknown user.
     user = None
     if USERNAME_RE.fullmatch(username):
-        user = await db.scalar(select(User).where(User.username == username))
+        user = await get_by_username(db, username)
     ok = await hashing(verify_password, user.password_hash if user else None, password)
     if not ok or user is None:
         raise Unauthorized("incorrect username or password")
@@ -50,4 +55,5 @@ async def authenticate(
 
 
 async def get_by_username(db: AsyncSession, username: str) -> User | None:
-    return await db.scalar(select(User).where(User.username == username))
+    """The user of this name, in any case (`ALICE` is `alice`)."""
+    return await db.scalar(select(User).where(same_name(username)))

@@ -13,7 +13,15 @@ from api.auth.credentials import SESSION_COOKIE
 from api.auth.security import ACCESS, TICKET
 from api.deps import CurrentUser, DbDep, RuntimeDep, unauthorized
 from api.errors import Conflict, Unauthorized
-from api.routes.schemas import Credentials, LoginOut, TicketIn, TicketOut, TokenOut, UserOut
+from api.routes.schemas import (
+    Credentials,
+    LoginOut,
+    NewCredentials,
+    TicketIn,
+    TicketOut,
+    TokenOut,
+    UserOut,
+)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Spelt as the contract writes it; Starlette passes the value through as given.
@@ -39,7 +47,7 @@ def _address(request: Request) -> str:
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(
-    body: Credentials, request: Request, limits: AuthLimitsDep, db: DbDep
+    body: NewCredentials, request: Request, limits: AuthLimitsDep, db: DbDep
 ) -> UserOut:
     """Create an account."""
     try:

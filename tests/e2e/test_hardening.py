@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import stat
 import subprocess
 import sys
 import time
@@ -22,9 +23,9 @@ from websockets.exceptions import InvalidStatus
 
 from api.cache import TTLCache
 from api.server import HeadLimits, protocol_with
-from tests.client import PASSWORD, Api, ready, recv, recv_until, unique
+from tests.client import PASSWORD, Api, ready, recv, recv_until, rejection, unique
 from tests.processes import Worker
-from tests.servers import TEST_SECRET, Backend, LiveServer, free_port
+from tests.servers import TEST_SECRET, Backend, LiveServer, free_port, settings_for
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -437,3 +438,64 @@ async def test_history_pages_are_bounded_by_bytes_and_say_where_to_continue(
             got = [m for page in pages for m in page]
             assert [m["seq"] for m in got] == list(range(1, len(sent) + 1))
             assert [m["data"] for m in got] == sent
+
+
+# Smaller: one account per name in any case, one session cookie, private files.
+
+
+async def test_usernames_are_unique_without_regard_to_case(api: Api) -> None:
+    name = unique("Case")
+    r = await api.http.post("/auth/register", json={"username": name, "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["username"] == name  # the spelling is kept
+    for other in (name.lower(), name.upper()):
+        r = await api.http.post("/auth/register", json={"username": other, "password": PASSWORD})
+        assert r.status_code == 409, other
+    r = await api.http.post("/auth/login", json={"username": name.upper(), "password": PASSWORD})
+    assert r.status_code == 200 and r.json()["user"]["username"] == name
+
+
+@pytest.mark.parametrize("edge", [".{}", "{}.", ".{}."])
+async def test_usernames_cannot_begin_or_end_with_a_dot(api: Api, edge: str) -> None:
+    r = await api.http.post(
+        "/auth/register", json={"username": edge.format(unique()), "password": PASSWORD}
+    )
+    assert r.status_code == 422
+
+
+async def test_two_session_cookies_are_refused(server: LiveServer, api: Api) -> None:
+    user = await api.user()
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        one = {"Cookie": f"session={user.cookie}"}
+        assert (await http.get("/auth/me", headers=one)).status_code == 200
+        for cookie in (
+            f"session={user.cookie}; session=planted",
+            f"session=planted; session={user.cookie}",
+            f"session={user.cookie}; other=1; session={user.cookie}",
+        ):
+            r = await http.get("/auth/me", headers={"Cookie": cookie})
+            assert r.status_code == 401, cookie
+    url = f"{server.ws_url}/items/{await api.item(user)}/ws"
+    code, reason = await rejection(
+        url,
+        additional_headers={"Cookie": f"session={user.cookie}; session=planted"},
+        origin=server.base_url,
+    )
+    assert (code, reason) == (1008, "invalid session")
+
+
+async def test_the_var_dir_and_the_sqlite_database_are_private(
+    backend: Backend, tmp_path: Path
+) -> None:
+    if backend.database != "sqlite":
+        pytest.skip("a SQLite file")
+    var = tmp_path / "private-var"
+    settings = settings_for(backend, "", var, secret_key=None)
+    srv = LiveServer(settings).start()
+    try:
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            await Api(srv, http).user()  # something stored
+    finally:
+        srv.stop()
+    assert stat.S_IMODE(var.stat().st_mode) == 0o700
+    for path in var.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
