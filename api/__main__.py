@@ -19,7 +19,7 @@ from api.config import ConfigError, Settings
 from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.errors import Conflict
 from api.routes.schemas import NewCredentials
-from api.server import PROTOCOL, raise_fd_limit
+from api.server import PROTOCOL, origin_warning, raise_fd_limit
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -28,6 +28,9 @@ def serve(args: argparse.Namespace) -> None:
         settings.signing_key  # noqa: B018  (refuse to start on a bad key, before forking)
     except ConfigError as exc:
         sys.exit(str(exc))
+    warning = origin_warning(args.host, settings)
+    if warning:
+        print(f"WARNING:  {warning}", file=sys.stderr, flush=True)
     raise_fd_limit()  # before the workers start: they inherit it
     uvicorn.run(
         "api.main:app",

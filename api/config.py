@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     request_head_timeout: float = Field(10.0, gt=0)
     max_connections: int = Field(0, ge=0)  # per process; 0: the open-file limit less 128
     max_history_page_bytes: int = Field(4 * 1024 * 1024, ge=4096)
+    # Host names the service answers to (`Host` header; `*.example.com` allowed); empty:
+    # any. Without ALLOWED_ORIGINS the allowed origin follows the Host header.
+    trusted_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     # Server options used by `python -m api serve`.
     ws_compression: bool = False
     ws_ping_interval: float = Field(20.0, gt=0)
@@ -78,6 +81,23 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if "*" in host[1:] or (
+                host.startswith("*") and host != "*" and not host.startswith("*.")
+            ):
+                raise ValueError(f"{host!r}: a wildcard is only allowed as '*.example.com'")
         return value
 
     @cached_property

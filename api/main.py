@@ -12,6 +12,7 @@ from fastapi.exceptions import WebSocketRequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.exceptions import WebSocketException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.websockets import WebSocketState
 
 from api import metrics, migrate
@@ -128,6 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
     app.add_middleware(BodyLimit, limit=body_limit)
     app.add_middleware(KeepEncodedSlashes)
+    if settings.trusted_hosts:
+        # Outside the routes: a request for another host is refused before any work.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
     app.add_middleware(KeepServerSend)  # outermost: it must see the server's own `send`
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]

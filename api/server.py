@@ -16,6 +16,7 @@ until it runs out of file descriptors. This subclass
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import resource
 from dataclasses import dataclass
@@ -68,6 +69,27 @@ def raise_fd_limit() -> int:
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
     return soft
+
+
+def origin_warning(host: str, settings: Settings) -> str | None:
+    """What to warn about when binding `host` without ALLOWED_ORIGINS: beyond loopback,
+    the allowed origin would follow the request's `Host` header."""
+    if settings.allowed_origins or _is_loopback(host):
+        return None
+    return (
+        f"ALLOWED_ORIGINS is not set and the service listens on {host}: cookie-authenticated "
+        "sockets then accept the origin named by the request's own Host header. Set "
+        "ALLOWED_ORIGINS (and TRUSTED_HOSTS) in production."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def _response(status: bytes, body: bytes, *extra: bytes) -> bytes:

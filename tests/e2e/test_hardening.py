@@ -22,7 +22,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from api.cache import TTLCache
-from api.server import HeadLimits, protocol_with
+from api.config import Settings
+from api.server import HeadLimits, origin_warning, protocol_with
 from tests.client import PASSWORD, Api, ready, recv, recv_until, rejection, unique
 from tests.processes import Worker
 from tests.servers import TEST_SECRET, Backend, LiveServer, free_port, settings_for
@@ -499,3 +500,63 @@ async def test_the_var_dir_and_the_sqlite_database_are_private(
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
     for path in var.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+# Hosts and origins in production.
+
+
+async def test_trusted_hosts_refuse_other_hosts(make_server: MakeServer) -> None:
+    with make_server(trusted_hosts=("service.example", "*.service.example")) as srv:
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            for host, status in (
+                ("service.example", 200),
+                ("eu.service.example", 200),
+                ("evil.example", 400),
+                (f"127.0.0.1:{srv.port}", 400),
+            ):
+                r = await http.get("/healthz", headers={"Host": host})
+                assert r.status_code == status, host
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{srv.ws_url}/items/x/ws", additional_headers={"Host": "evil"}):
+                pass
+        assert refused.value.response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("host", "origins", "warned"),
+    [
+        ("0.0.0.0", "", True),  # noqa: S104
+        ("::", "", True),
+        ("service.example", "", True),
+        ("0.0.0.0", "https://app.example", False),  # noqa: S104
+        ("127.0.0.1", "", False),
+        ("::1", "", False),
+        ("localhost", "", False),
+    ],
+)
+def test_a_public_bind_without_allowed_origins_is_warned_about(
+    host: str, origins: str, warned: bool
+) -> None:
+    settings = Settings(secret_key=TEST_SECRET, allowed_origins=origins)
+    assert (origin_warning(host, settings) is not None) is warned
+
+
+def test_serve_warns_at_start_up_without_allowed_origins(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "VAR_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": "",
+        "BROKER_URL": "memory://",
+        "ALLOWED_ORIGINS": "",
+    }
+    command = [sys.executable, "-m", "api", "serve", "--host", "0.0.0.0", "--port", str(port)]  # noqa: S104
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+        assert "ALLOWED_ORIGINS is not set" in first, first
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
