@@ -24,9 +24,27 @@ from websockets.exceptions import InvalidStatus
 from api.cache import TTLCache
 from api.config import Settings
 from api.server import HeadLimits, origin_warning, protocol_with
-from tests.client import PASSWORD, Api, ready, recv, recv_until, rejection, unique
+from tests.client import (
+    PASSWORD,
+    Api,
+    closed_with,
+    ready,
+    recv,
+    recv_until,
+    rejection,
+    unique,
+)
+from tests.e2e.test_workers import login, shared_item, workers
 from tests.processes import Worker
-from tests.servers import TEST_SECRET, Backend, LiveServer, free_port, settings_for
+from tests.servers import (
+    POSTGRES_URL,
+    REDIS_URL,
+    TEST_SECRET,
+    Backend,
+    LiveServer,
+    free_port,
+    settings_for,
+)
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -78,6 +96,37 @@ async def test_no_token_works_after_logout_with_requests_in_flight(server: LiveS
             for path in ("/auth/me", "/auth/refresh"):
                 method = http.get if path == "/auth/me" else http.post
                 assert (await method(path, headers=headers)).status_code == 401, path
+
+
+@pytest.mark.skipif(not (POSTGRES_URL and REDIS_URL), reason="needs PostgreSQL and Redis")
+async def test_no_worker_brings_back_a_session_revoked_on_another(tmp_path: Path) -> None:
+    with workers(tmp_path) as (w1, w2):
+        name = unique()
+        owner = await login(w1, name)
+        item = await shared_item(owner)
+        async with httpx.AsyncClient(base_url=w2.base, timeout=30) as http:
+            for _ in range(15):
+                r = await http.post("/auth/login", json={"username": name, "password": PASSWORD})
+                token, cookie = r.json()["access_token"], r.cookies["session"]
+                http.cookies.clear()
+                headers = {"Authorization": f"Bearer {token}"}
+                # A cookie socket (which leaves the session cache cold) tells when the
+                # revocation has reached this worker.
+                signal = await connect(
+                    f"{w2.ws}/items/{item}/ws",
+                    additional_headers={"Cookie": f"session={cookie}"},
+                    origin=w2.base,  # type: ignore[arg-type]
+                )
+                assert (await recv(signal))["type"] == "ready"
+                readers = [
+                    asyncio.create_task(http.get("/auth/me", headers=headers)) for _ in range(8)
+                ]
+                await asyncio.sleep(0)
+                async with httpx.AsyncClient(base_url=w1.base, timeout=30) as other:
+                    assert (await other.post("/auth/logout", headers=headers)).status_code == 204
+                assert await closed_with(signal) == (1008, "session revoked")
+                await asyncio.gather(*readers)
+                assert (await http.get("/auth/me", headers=headers)).status_code == 401
 
 
 # No credential reaches the logs, however it is encoded.
