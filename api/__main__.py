@@ -20,9 +20,10 @@ from api.auth import sessions, users
 from api.auth.security import ACCESS, TokenCodec, configure_password_hashing
 from api.check_config import check_config, startup_problems
 from api.config import ConfigError, Settings
-from api.db import make_engine, make_session_factory
+from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.errors import Conflict
-from api.routes.schemas import Credentials
+from api.routes.schemas import NewCredentials
+from api.server import PROTOCOL, origin_warning, raise_fd_limit
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -33,6 +34,10 @@ def serve(args: argparse.Namespace) -> None:
         settings.signing_key  # noqa: B018  (refuse to start on a bad key, before forking)
     except ConfigError as exc:
         sys.exit(str(exc))
+    warning = origin_warning(args.host, settings)
+    if warning:
+        print(f"WARNING:  {warning}", file=sys.stderr, flush=True)
+    raise_fd_limit()  # before the workers start: they inherit it
     uvicorn.run(
         "api.main:app",
         host=args.host,
@@ -52,6 +57,8 @@ def serve(args: argparse.Namespace) -> None:
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         timeout_graceful_shutdown=settings.shutdown_grace,
+        # httptools with limits on request heads and connections (api/server.py).
+        http=PROTOCOL,
     )
 
 
@@ -60,8 +67,7 @@ def run_migrations(args: argparse.Namespace) -> None:
 
     async def go() -> None:
         url = settings.effective_database_url
-        if url.startswith("sqlite"):
-            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(url, settings.var_dir)
         engine = make_engine(url)
         try:
             reached = await migrate.upgrade(engine, args.revision)
@@ -74,8 +80,7 @@ def run_migrations(args: argparse.Namespace) -> None:
 
 async def _with_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[str]]) -> str:
     url = settings.effective_database_url
-    if url.startswith("sqlite"):
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    prepare_sqlite(url, settings.var_dir)
     engine = make_engine(url)
     try:
         if settings.auto_migrate:
@@ -91,7 +96,7 @@ def create_user(args: argparse.Namespace) -> None:
     configure_password_hashing(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     password = args.password or getpass.getpass("password: ")
     try:
-        Credentials(username=args.username, password=password)
+        NewCredentials(username=args.username, password=password)
     except ValidationError as exc:
         sys.exit(f"invalid: {exc.errors(include_url=False)[0]['msg']}")
 

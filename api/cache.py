@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -14,12 +15,28 @@ class TTLCache(Generic[K, V]):
     """Entries live `ttl` seconds at most and are dropped at once when invalidated.
 
     Bounded: beyond `max_entries` the oldest entries go first. A `ttl` of 0 disables it.
+
+    A value read from the database before an invalidation must not be stored after it
+    (it would bring a revoked session back to life). Callers take `generation()` before
+    reading and pass it to `put(..., since=)`: a put is refused when its key (or the
+    whole cache) was invalidated after that generation.
     """
 
-    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, ttl: float, max_entries: int = 100_000, max_tombstones: int = 10_000
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_tombstones = max_tombstones
         self._entries: dict[K, tuple[float, V]] = {}
+        self._generation = 0
+        # Key -> generation of its last invalidation; a forgotten tombstone raises the
+        # barrier instead, so forgetting can only refuse more puts, never fewer.
+        self._tombstones: OrderedDict[K, int] = OrderedDict()
+        self._barrier = 0
+
+    def generation(self) -> int:
+        return self._generation
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
@@ -30,9 +47,11 @@ class TTLCache(Generic[K, V]):
             return None
         return entry[1]
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, since: int | None = None) -> None:
         if self.ttl <= 0:
             return
+        if since is not None and (since < self._barrier or since < self._tombstones.get(key, 0)):
+            return  # invalidated while it was being read
         if len(self._entries) >= self.max_entries:
             # dicts keep insertion order: drop the oldest tenth.
             for old in list(self._entries)[: self.max_entries // 10 or 1]:
@@ -41,10 +60,24 @@ class TTLCache(Generic[K, V]):
 
     def pop(self, key: K) -> None:
         self._entries.pop(key, None)
+        self._generation += 1
+        self._tombstones.pop(key, None)
+        self._tombstones[key] = self._generation
+        while len(self._tombstones) > self.max_tombstones:
+            _, forgotten = self._tombstones.popitem(last=False)
+            self._barrier = max(self._barrier, forgotten)
 
     def drop_where(self, predicate: Callable[[K], bool]) -> None:
         for key in [k for k in self._entries if predicate(k)]:
             del self._entries[key]
+        self._raise_barrier()
 
     def clear(self) -> None:
         self._entries.clear()
+        self._raise_barrier()
+
+    def _raise_barrier(self) -> None:
+        # Keys being read now are not known: refuse every read begun before this.
+        self._generation += 1
+        self._barrier = self._generation
+        self._tombstones.clear()

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(50, ge=1)
     login_failure_window: int = Field(60, ge=1)
     max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    # Limits on the work an unauthenticated client can cause (README, "Limits").
+    registrations_per_address: int = Field(20, ge=1)
+    registration_window: int = Field(3600, ge=1)
+    password_hash_concurrency: int = Field(0, ge=0)  # 0: one per CPU
+    password_hash_queue: int = Field(32, ge=0)
+    rate_limit_key_prefix: str = Field("ic-limits", min_length=1, max_length=64)
+    max_request_head_bytes: int = Field(16384, ge=4096, le=1024 * 1024)
+    request_head_timeout: float = Field(10.0, gt=0)
+    max_connections: int = Field(0, ge=0)  # per process; 0: the open-file limit less 128
+    max_history_page_bytes: int = Field(4 * 1024 * 1024, ge=4096)
+    # Host names the service answers to (`Host` header; `*.example.com` allowed); empty:
+    # any. Without ALLOWED_ORIGINS the allowed origin follows the Host header.
+    trusted_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     # Server options used by `python -m api serve`.
     ws_compression: bool = False
     ws_ping_interval: float = Field(20.0, gt=0)
@@ -68,6 +81,23 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if "*" in host[1:] or (
+                host.startswith("*") and host != "*" and not host.startswith("*.")
+            ):
+                raise ValueError(f"{host!r}: a wildcard is only allowed as '*.example.com'")
         return value
 
     @cached_property
@@ -96,7 +126,7 @@ class Settings(BaseSettings):
 def _load_or_create_key(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,7 +21,14 @@ from sqlalchemy.types import TypeDecorator
 
 from api.clock import utcnow
 
-__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "utcnow"]
+__all__ = [
+    "Base",
+    "UTCDateTime",
+    "make_engine",
+    "make_session_factory",
+    "prepare_sqlite",
+    "utcnow",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -78,3 +88,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def prepare_sqlite(url: str, var_dir: Path) -> None:
+    """Create `var_dir` (0700) and a SQLite database file (0600) before SQLite would,
+    with whatever the umask allows: the file holds password hashes."""
+    if not url.startswith("sqlite"):
+        return
+    var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -11,22 +11,37 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 import orjson
 
 from api.clock import iso_z
 
-SECRET_PARAMS = re.compile(
-    r"(?i)((?:^|[?&\s\"'])(?:token|access_token|ticket|session|password)=)[^&\s\"']*"
-)
+SECRET_NAMES = frozenset({"token", "access_token", "ticket", "session", "password"})
+# A `name=value` pair as it appears in a query string or a printed ASGI scope. The name
+# is matched percent-decoded (`%74oken` is `token` to the server), and so is the value
+# (`%65%79%4A…` is a JWT).
+PARAM = re.compile(r"(?:^|(?<=[?&;\s\"'(]))([A-Za-z0-9%._~+*!$-]{1,64})=([^&;\s\"']*)")
 BEARER = re.compile(r"(?i)(bearer[ ,]+)[A-Za-z0-9._~+/=-]{8,}")
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted]"
 LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "websockets", "api")
 
 
+def _param(match: re.Match[str]) -> str:
+    name, value = match.group(1), match.group(2)
+    name_decoded = unquote_plus(name) if "%" in name or "+" in name else name
+    value_decoded = unquote_plus(value) if "%" in value or "+" in value else value
+    if name_decoded.strip().lower() in SECRET_NAMES or (
+        value_decoded != value and (JWT_SHAPE.search(value_decoded) or BEARER.search(value_decoded))
+    ):
+        return f"{name}={REDACTED}"
+    return match.group(0)
+
+
 def redact(text: str) -> str:
-    text = SECRET_PARAMS.sub(r"\1" + REDACTED, text)
+    if "=" in text:
+        text = PARAM.sub(_param, text)
     text = BEARER.sub(r"\1" + REDACTED, text)
     return JWT_SHAPE.sub(REDACTED, text)
 

@@ -13,10 +13,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.exceptions import WebSocketException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.websockets import WebSocketState
 
 from api import __version__, metrics, migrate, openapi
 from api.asgi import KeepServerSend
+from api.auth.attempts import AuthLimits, HashGate, default_concurrency, storage_for
 from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
@@ -25,7 +27,7 @@ from api.cache import TTLCache
 from api.check_config import startup_problems
 from api.collector import tune_collector
 from api.config import Settings
-from api.db import make_engine, make_session_factory
+from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.deps import Runtime
 from api.items.feed import StoreFeed
 from api.items.service import Access
@@ -52,8 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.effective_database_url
-        if url.startswith("sqlite"):
-            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(url, settings.var_dir)
         engine = make_engine(url)
         if settings.auto_migrate:
             await migrate.upgrade(engine)
@@ -93,12 +94,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.login_failures_per_address, settings.login_failure_window
             ),
         )
+        limits_storage, close_limits = storage_for(
+            settings.broker_url, settings.rate_limit_key_prefix
+        )
+        app.state.auth_limits = AuthLimits(
+            limits_storage,
+            logins_per_username=settings.login_failures_per_username,
+            logins_per_address=settings.login_failures_per_address,
+            login_window=settings.login_failure_window,
+            registrations_per_address=settings.registrations_per_address,
+            registration_window=settings.registration_window,
+            hash_gate=HashGate(
+                settings.password_hash_concurrency or default_concurrency(),
+                settings.password_hash_queue,
+            ),
+        )
         if settings.tune_gc:
             tune_collector()
         try:
             yield
         finally:
             await writer.stop()
+            await close_limits()
             await hub.stop()
             await presence.close()
             await broker.close()
@@ -115,6 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
     app.add_middleware(BodyLimit, limit=body_limit)
     app.add_middleware(KeepEncodedSlashes)
+    if settings.trusted_hosts:
+        # Outside the routes: a request for another host is refused before any work.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
     app.add_middleware(KeepServerSend)  # outermost: it must see the server's own `send`
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import ColumnElement, Enum, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, UTCDateTime, utcnow
@@ -22,8 +22,19 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    # The name in lower case: unique, so `alice` and `Alice` are one name (spelt as given).
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def username_key(username: str) -> str:
+    return username.lower()  # names are ASCII
+
+
+def same_name(username: str) -> ColumnElement[bool]:
+    """The user of this name in any case: `ALICE` is `alice`."""
+    return User.username_key == username_key(username)
 
 
 class AuthSession(Base):

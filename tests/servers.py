@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from api.config import Settings
 from api.main import create_app
+from api.server import HeadLimits, protocol_with
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -96,6 +97,8 @@ class LiveServer:
         self.settings = settings
         self.app: FastAPI = create_app(settings)
         self.port = free_port()
+        # The protocol `python -m api serve` runs, with this server's settings.
+        uvicorn_options.setdefault("http", protocol_with(HeadLimits.from_settings(settings)))
         self.config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -142,6 +145,10 @@ def settings_for(backend: Backend, db_url: str, var_dir: Path, **overrides: Any)
         # Shared servers serve many tests from one address and user: limits are tested
         # on servers of their own.
         "login_failures_per_address": 100_000,
+        "registrations_per_address": 100_000,
+        "password_hash_queue": 100_000,
+        # Servers of the suite share one Redis: their counts must not add up.
+        "rate_limit_key_prefix": f"ic-test-{uuid.uuid4().hex[:12]}",
         # Cheap hashes keep the suite fast; the production cost is the default.
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 1024,

@@ -43,6 +43,9 @@ class Presented:
     cookie: str | None = None
     origin: str | None = None
     own_origin: str = ""
+    # More than one `session` cookie: which one the browser meant cannot be known (a
+    # sibling domain may have planted one), so none is used.
+    cookie_ambiguous: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,24 @@ def _bearer(header: str | None) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+def _session_cookies(conn: HTTPConnection) -> int:
+    """How many `session` cookies the request carries (Starlette keeps only one)."""
+    count = 0
+    for header in conn.headers.getlist("cookie"):
+        if SESSION_COOKIE in header:
+            count += sum(
+                1 for pair in header.split(";") if pair.split("=", 1)[0].strip() == SESSION_COOKIE
+            )
+    return count
+
+
 def presented_by_request(conn: HTTPConnection) -> Presented:
     return Presented(
         token=_bearer(conn.headers.get("authorization")),
         cookie=conn.cookies.get(SESSION_COOKIE) or None,
         origin=conn.headers.get("origin"),
         own_origin=_own_origin(conn),
+        cookie_ambiguous=_session_cookies(conn) > 1,
     )
 
 
@@ -96,6 +111,7 @@ def presented_by_websocket(conn: HTTPConnection) -> Presented:
         cookie=conn.cookies.get(SESSION_COOKIE) or None,
         origin=conn.headers.get("origin"),
         own_origin=_own_origin(conn),
+        cookie_ambiguous=_session_cookies(conn) > 1,
     )
 
 
@@ -153,6 +169,8 @@ class CredentialResolver:
         if presented.cookie is not None:
             if check_origin and not self.origin_allowed(presented):
                 raise AuthFailure(ORIGIN_NOT_ALLOWED)
+            if presented.cookie_ambiguous:
+                raise AuthFailure(INVALID_SESSION)
             return await self._from_cookie(presented.cookie)
         raise AuthFailure(MISSING_CREDENTIALS)
 
@@ -184,11 +202,13 @@ class CredentialResolver:
         """The active session by id, from the cache when it holds it."""
         active = self._sessions.get(session_id)
         if active is None or active.expires_at <= utcnow():
+            # Taken before the read: a revocation landing during it keeps it uncached.
+            generation = self._sessions.generation()
             async with self._session_factory() as db:
                 active = await sessions.by_id(db, session_id)
             if active is None:
                 raise AuthFailure(INVALID_SESSION)
-            self._sessions.put(session_id, active)
+            self._sessions.put(session_id, active, since=generation)
         return active
 
     async def _from_cookie(self, cookie: str) -> Principal:

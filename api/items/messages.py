@@ -153,11 +153,32 @@ async def _rights(
     return {pair: rights[pair] for pair in pairs if pair in rights}
 
 
-async def history(db: AsyncSession, item_id: str, after: int, limit: int) -> list[StoredMessage]:
-    rows = await db.scalars(
-        select(Message)
+# Bytes of a message body beyond its data: ids, sender, seq, timestamp, punctuation.
+BODY_OVERHEAD = 200
+
+
+async def history(
+    db: AsyncSession, item_id: str, after: int, limit: int, max_bytes: int
+) -> tuple[list[StoredMessage], bool]:
+    """Messages with `seq > after`, at most `limit` and about `max_bytes` of bodies (at
+    least one); and whether the page was cut short by the bytes. Rows are streamed, so
+    a page of large messages never holds more than its bound."""
+    result = await db.stream(
+        select(Message.item_id, Message.seq, Message.sender, Message.data, Message.ts)
         .where(Message.item_id == item_id, Message.seq > after)
         .order_by(Message.seq)
         .limit(limit)
+        .execution_options(yield_per=64)
     )
-    return [StoredMessage(m.item_id, m.seq, m.sender, m.data, m.ts) for m in rows]
+    page: list[StoredMessage] = []
+    size = 0
+    try:
+        async for row in result:
+            data = row[3]
+            size += BODY_OVERHEAD + (len(data) if data.isascii() else len(data.encode()))
+            if page and size > max_bytes:
+                return page, True
+            page.append(StoredMessage(row[0], row[1], row[2], data, row[4]))
+    finally:
+        await result.close()
+    return page, False

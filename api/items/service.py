@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Conflict, Forbidden, NotFound
-from api.models import Item, Membership, Role, User
+from api.models import Item, Membership, Role, User, same_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,7 @@ async def set_member(
 ) -> str:
     """Add or change a member; returns their user id."""
     await require_owner(db, item_id, owner_id)
-    member_id = await db.scalar(select(User.id).where(User.username == username))
+    member_id = await db.scalar(select(User.id).where(same_name(username)))
     if member_id is None:
         raise NotFound("user not found")
     if member_id == owner_id:
@@ -147,7 +147,7 @@ async def set_member(
 async def remove_member(db: AsyncSession, item_id: str, owner_id: str, username: str) -> str:
     """Remove a member; returns their user id."""
     await require_owner(db, item_id, owner_id)
-    member_id = await db.scalar(select(User.id).where(User.username == username))
+    member_id = await db.scalar(select(User.id).where(same_name(username)))
     result = await db.execute(
         delete(Membership).where(Membership.item_id == item_id, Membership.user_id == member_id)
     )

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from api import jsoncheck
+
 # Close codes.
 POLICY_VIOLATION = 1008
 UNSUPPORTED_DATA = 1003
@@ -89,9 +91,11 @@ class FrameError(ValueError):
 
 def parse_client_frame(text: str) -> PublishFrame | PingFrame | RefreshFrame:
     try:
-        raw = orjson.loads(text)
+        raw = jsoncheck.loads(text)
     except orjson.JSONDecodeError as exc:
         raise FrameError("invalid JSON") from exc
+    except jsoncheck.JsonRefused as exc:
+        raise FrameError(str(exc)) from exc
     if not isinstance(raw, dict):
         raise FrameError("a frame is a JSON object")
     ref = raw.get("ref")

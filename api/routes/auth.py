@@ -8,22 +8,53 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, 
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.auth import sessions, users
+from api.auth.attempts import AuthLimits, Refused
 from api.auth.credentials import SESSION_COOKIE
 from api.auth.security import ACCESS, TICKET
 from api.deps import CurrentUser, DbDep, RuntimeDep, unauthorized
 from api.errors import Conflict, Unauthorized
-from api.routes.schemas import Credentials, LoginOut, TicketIn, TicketOut, TokenOut, UserOut
+from api.routes.schemas import (
+    Credentials,
+    LoginOut,
+    NewCredentials,
+    TicketIn,
+    TicketOut,
+    TokenOut,
+    UserOut,
+)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Spelt as the contract writes it; Starlette passes the value through as given.
 SAMESITE: Any = "Lax"
 
 
+async def get_auth_limits(request: Request) -> AuthLimits:
+    return request.app.state.auth_limits  # type: ignore[no-any-return]
+
+
+AuthLimitsDep = Annotated[AuthLimits, Depends(get_auth_limits)]
+
+
+def _refused(exc: Refused) -> HTTPException:
+    return HTTPException(
+        exc.status, detail=exc.detail, headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-async def register(body: Credentials, db: DbDep) -> UserOut:
+async def register(
+    body: NewCredentials, request: Request, limits: AuthLimitsDep, db: DbDep
+) -> UserOut:
     """Create an account."""
     try:
-        user = await users.register(db, body.username, body.password)
+        await limits.registration(_address(request))
+        user = await users.register(db, body.username, body.password, limits.hash_gate.run)
+    except Refused as exc:
+        raise _refused(exc) from exc
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=exc.detail) from exc
     return UserOut(id=user.id, username=user.username)
@@ -32,23 +63,16 @@ async def register(body: Credentials, db: DbDep) -> UserOut:
 async def _login(  # type: ignore[no-untyped-def]
     request: Request, runtime: RuntimeDep, db: DbDep, username: str, password: str
 ):
-    by_user, by_address = runtime.login_throttle_user, runtime.login_throttle_address
-    address = request.client.host if request.client else "unknown"
-    wait = max(by_user.retry_after(username), by_address.retry_after(address))
-    if wait:
-        # Unknown usernames are throttled alike, so a 429 says nothing about accounts.
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail="too many failed logins; try again later",
-            headers={"Retry-After": str(wait)},
-        )
+    limits: AuthLimits = request.app.state.auth_limits
     try:
-        user = await users.authenticate(db, username, password)
+        # Counted before the check: concurrent attempts cannot all get in first.
+        await limits.login_attempt(username, _address(request))
+        user = await users.authenticate(db, username, password, limits.hash_gate.run)
+    except Refused as exc:
+        raise _refused(exc) from exc
     except Unauthorized as exc:
-        by_user.fail(username)
-        by_address.fail(address)
         raise unauthorized(exc.detail) from exc
-    by_user.forget(username)
+    await limits.login_succeeded(username)
     secret, session = await sessions.open_session(db, user, runtime.settings.session_ttl)
     token, _ = runtime.codec.encode(
         sub=user.id, sid=session.id, typ=ACCESS, ttl=runtime.settings.access_token_ttl

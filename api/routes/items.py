@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
+from api import jsoncheck
 from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
 from api.errors import Conflict, Forbidden, NotFound
 from api.items import messages, service
@@ -139,11 +141,15 @@ async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail="body too large")
         chunks.append(chunk)
     try:
-        raw = orjson.loads(b"".join(chunks))
+        raw = jsoncheck.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
         raise HTTPException(
             422,
             detail=[{"type": "json_invalid", "loc": ["body"], "msg": "invalid JSON"}],
+        ) from exc
+    except jsoncheck.JsonRefused as exc:
+        raise HTTPException(
+            422, detail=[{"type": "json_invalid", "loc": ["body"], "msg": str(exc)}]
         ) from exc
     if not isinstance(raw, dict) or "data" not in raw:
         raise HTTPException(
@@ -192,18 +198,27 @@ async def post_message(
 async def get_messages(
     item_id: ItemIdPath,
     principal: CurrentUser,
+    runtime: RuntimeDep,
     db: DbDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    """Stored messages with `seq > after`, ascending, at most `limit`."""
+    """Stored messages with `seq > after`, ascending, at most `limit` and at most
+    MAX_HISTORY_PAGE_BYTES (at least one message); a page cut short by its bytes has a
+    `Link: <...?after=S&limit=M>; rel="next"` header where to continue."""
     try:
         await service.access(db, item_id, principal.user_id)
     except NotFound as exc:
         raise http_error(exc) from exc
     # Any non-negative integer is valid; past the largest storable seq there is nothing.
-    rows = await messages.history(db, item_id, min(after, messages.MAX_SEQ), limit)
-    return JSONText("[" + ",".join(m.body() for m in rows) + "]")
+    rows, cut = await messages.history(
+        db, item_id, min(after, messages.MAX_SEQ), limit, runtime.settings.max_history_page_bytes
+    )
+    headers = None
+    if cut:
+        next_page = f"/items/{quote(item_id, safe='')}/messages?after={rows[-1].seq}&limit={limit}"
+        headers = {"Link": f'<{next_page}>; rel="next"'}
+    return JSONText("[" + ",".join(m.body() for m in rows) + "]", headers=headers)
 
 
 @router.get("/{item_id}/presence")

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_serializer,
+    field_validator,
 )
 
 from api.clock import iso_z
@@ -29,6 +30,18 @@ class _Body(BaseModel):
 class Credentials(_Body):
     username: Username
     password: Password
+
+
+class NewCredentials(Credentials):
+    """A registration: also no dot at either end of the name (`alice.` is not `alice`
+    to the eye, and must not be another account)."""
+
+    @field_validator("username")
+    @classmethod
+    def _no_edge_dots(cls, value: str) -> str:
+        if value.startswith(".") or value.endswith("."):
+            raise ValueError("a username cannot begin or end with a dot")
+        return value
 
 
 class UserOut(BaseModel):

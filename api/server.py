@@ -1,0 +1,256 @@
+"""The HTTP protocol `serve` runs: uvicorn's httptools protocol with limits on request heads.
+
+uvicorn applies no limit of its own to a request head on this parser: httptools
+accumulates a header line until it ends (a 256 MiB line costs minutes of CPU), a
+connection that never sends a byte is kept forever, and a process keeps accepting
+until it runs out of file descriptors. This subclass
+
+- answers 431 and closes when a request head (request line and headers, also of a
+  WebSocket upgrade) would exceed `max_head_bytes`, or has more than `max_headers`
+  headers, without handing the excess to the parser;
+- closes a connection whose request head is not complete `head_timeout` seconds after
+  the connection opened or the head began (408 when part of it was sent);
+- answers 503 and closes a connection accepted beyond `max_connections` in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import resource
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from api.config import Settings
+
+log = logging.getLogger("api.server")
+
+MAX_HEADERS = 100  # below websockets' 128, whose refusal never reaches the client
+FD_RESERVE = 128  # descriptors kept for the database, the broker, logs
+LINGER = 1.0  # seconds a refused connection is drained so that its answer arrives
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    max_head_bytes: int
+    head_timeout: float
+    max_connections: int
+    max_headers: int = MAX_HEADERS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HeadLimits:
+        return cls(
+            max_head_bytes=settings.max_request_head_bytes,
+            head_timeout=settings.request_head_timeout,
+            max_connections=settings.max_connections or connections_allowed_by_fd_limit(),
+        )
+
+
+def connections_allowed_by_fd_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, soft - FD_RESERVE)
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; the new soft
+    limit. Workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft
+
+
+def origin_warning(host: str, settings: Settings) -> str | None:
+    """What to warn about when binding `host` without ALLOWED_ORIGINS: beyond loopback,
+    the allowed origin would follow the request's `Host` header."""
+    if settings.allowed_origins or _is_loopback(host):
+        return None
+    return (
+        f"ALLOWED_ORIGINS is not set and the service listens on {host}: cookie-authenticated "
+        "sockets then accept the origin named by the request's own Host header. Set "
+        "ALLOWED_ORIGINS (and TRUSTED_HOSTS) in production."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _response(status: bytes, body: bytes, *extra: bytes) -> bytes:
+    return b"".join(
+        [
+            b"HTTP/1.1 " + status + b"\r\n",
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            *extra,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+HEAD_TOO_LARGE = _response(b"431 Request Header Fields Too Large", b"request head too large")
+HEAD_TIMEOUT = _response(b"408 Request Timeout", b"request head not received in time")
+TOO_MANY_CONNECTIONS = _response(
+    b"503 Service Unavailable", b"too many connections", b"retry-after: 1\r\n"
+)
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a refused request."""
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    # Set on a subclass to use other limits than the environment's (tests do).
+    limits: ClassVar[HeadLimits | None] = None
+    _from_environment: ClassVar[HeadLimits | None] = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._limits = self.limits or self._environment_limits()
+        self._refused = False
+        self._in_head = True
+        self._head_bytes = 0
+        self._tail = b""  # the last bytes of the head so far: its end may straddle reads
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def _environment_limits(cls) -> HeadLimits:
+        if LimitedHttpToolsProtocol._from_environment is None:
+            LimitedHttpToolsProtocol._from_environment = HeadLimits.from_settings(Settings())
+        return LimitedHttpToolsProtocol._from_environment
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.server_state.connections) >= self._limits.max_connections:
+            self.transport = transport
+            self._refuse(TOO_MANY_CONNECTIONS, linger=0)  # its descriptor is needed now
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            if self._head_bytes + len(data) > self._limits.max_head_bytes and not (
+                self._head_ends_within(data)
+            ):
+                self._refuse(HEAD_TOO_LARGE)
+                return
+            self._head_bytes += len(data)
+            self._tail = (self._tail + data[-3:])[-3:]
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError:
+            if self._refused:
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+
+    def _head_ends_within(self, data: bytes) -> bool:
+        """Whether the head ends in `data` within the limit (the rest is body)."""
+        end = (self._tail + data).find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        return self._head_bytes - len(self._tail) + end + 4 <= self._limits.max_head_bytes
+
+    # Parser callbacks.
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # the next request on a kept-alive connection
+            self._arm_head_timer()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= self._limits.max_headers:
+            self._refuse(HEAD_TOO_LARGE)
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # Whatever comes next is the head of the next request.
+        self._in_head, self._head_bytes, self._tail = True, 0, b""
+
+    # Refusals.
+
+    def _refuse(self, response: bytes, linger: float = LINGER) -> None:
+        """Answer and close. A client still sending would get a reset that discards
+        the answer: so unless `linger` is 0, end our side first and drop what still
+        arrives for `linger` seconds before closing."""
+        self._refused = True
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        self.transport.write(response)
+        if linger and self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(linger, self.transport.close)
+        else:
+            self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self._limits.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self._refused or self.transport.is_closing():
+            return
+        if self._head_bytes:
+            self._refuse(HEAD_TIMEOUT)
+        else:  # nothing sent at all: nothing to answer
+            self._refused = True
+            self.transport.close()
+
+
+def protocol_with(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
+    """The protocol with these limits, for a server in this process (tests)."""
+    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+
+
+# For uvicorn's `http=`: an import string works with any number of worker processes.
+PROTOCOL = "api.server:LimitedHttpToolsProtocol"
