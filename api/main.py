@@ -27,6 +27,7 @@ from api.db import make_engine, make_session_factory
 from api.deps import Runtime
 from api.items.feed import StoreFeed
 from api.items.service import Access
+from api.items.state_writer import StateWriter
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
@@ -34,7 +35,7 @@ from api.realtime import protocol
 from api.realtime.broker import broker_from_url
 from api.realtime.hub import Hub
 from api.realtime.presence import presence_for
-from api.routes import auth, channel, items, monitor, ops, pages
+from api.routes import auth, channel, items, monitor, ops, pages, state
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         writer = MessageWriter(session_factory, hub, settings.message_retention)
         await writer.start()
+        states = StateWriter(session_factory, settings.max_state_bytes, settings.state_history)
+        await states.start()
         resolver = CredentialResolver(
             codec,
             session_factory,
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             login_throttle_address=FailureThrottle(
                 settings.login_failures_per_address, settings.login_failure_window
             ),
+            states=states,
         )
         if settings.tune_gc:
             tune_collector()
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await writer.stop()
+            await states.stop()
             await hub.stop()
             await presence.close()
             await broker.close()
@@ -116,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
-    for module in (auth, items, channel, ops, monitor, pages):
+    for module in (auth, items, state, channel, ops, monitor, pages):
         app.include_router(module.router)
     return app
 

@@ -186,7 +186,10 @@ def _apply(
     if change.field != kind.change_field:
         raise kinds.Invalid(f"a {kind.name} item is changed by {kind.change_field!r}")
     new = kind.apply(state, change.value, Actor(change.username, role.value))
-    text = encode_state(new)
+    try:
+        text = encode_state(new)
+    except TypeError as exc:  # integers beyond 64 bits, nesting beyond 255 levels
+        raise kinds.Invalid(f"the state cannot be stored: {exc}") from exc
     # Characters never outnumber bytes; encode only when it could matter.
     if len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
         raise TooLarge(f"the state would exceed {max_bytes} bytes")
