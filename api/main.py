@@ -27,6 +27,7 @@ from api.db import make_engine, make_session_factory
 from api.deps import Runtime
 from api.items.feed import StoreFeed
 from api.items.service import Access
+from api.items.state_hub import StateHub
 from api.items.state_writer import StateWriter
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
@@ -66,7 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         writer = MessageWriter(session_factory, hub, settings.message_retention)
         await writer.start()
-        states = StateWriter(session_factory, settings.max_state_bytes, settings.state_history)
+        state_hub = StateHub(broker, session_factory, settings.gap_check_interval)
+        await state_hub.start()
+        states = StateWriter(
+            session_factory,
+            settings.max_state_bytes,
+            settings.state_history,
+            on_stored=state_hub.publish,
+        )
         await states.start()
         resolver = CredentialResolver(
             codec,
@@ -94,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.login_failures_per_address, settings.login_failure_window
             ),
             states=states,
+            state_hub=state_hub,
         )
         if settings.tune_gc:
             tune_collector()
@@ -102,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await writer.stop()
             await states.stop()
+            await state_hub.stop()
             await hub.stop()
             await presence.close()
             await broker.close()
