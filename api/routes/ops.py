@@ -12,6 +12,7 @@ from sqlalchemy import text
 from api import metrics
 from api.deps import RuntimeDep
 from api.realtime import asyncapi as asyncapi_document
+from api.routes.state_frames import with_state_frames
 
 router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT = 2.0
@@ -55,4 +56,4 @@ async def metrics_text() -> Response:
 @router.get("/asyncapi.json")
 async def asyncapi(request: Request) -> dict[str, Any]:
     """The channel protocol as an AsyncAPI 3 document."""
-    return asyncapi_document.build(request.app.version)
+    return with_state_frames(asyncapi_document.build(request.app.version))

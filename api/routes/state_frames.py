@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Protocol
 import orjson
 from fastapi import WebSocket
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.json_schema import models_json_schema
 
 from api.auth.credentials import Principal
 from api.deps import Runtime
@@ -63,6 +64,8 @@ class StateFrame(_Frame):
 
 
 class StateAckFrame(_Frame):
+    """The answer to a `patch` or `action`: stored as this version."""
+
     type: Literal["ack"] = "ack"
     ref: str | None = None
     version: int
@@ -175,3 +178,36 @@ class StateFrames:
 
     def _error(self, code: str, detail: str, ref: str | None) -> None:
         self._outbox.push(0, protocol.error_frame(code, detail, ref))
+
+
+ASYNCAPI_SENT = (StateFrame, StateAckFrame)
+ASYNCAPI_RECEIVED = (PatchFrame, ActionFrame)
+
+
+def with_state_frames(document: dict[str, Any]) -> dict[str, Any]:
+    """The channel's AsyncAPI document with the state frames and `?state=1` added."""
+    ref = "#/components/schemas/{model}"
+    models = [*ASYNCAPI_SENT, *ASYNCAPI_RECEIVED]
+    _, schema = models_json_schema([(m, "serialization") for m in models], ref_template=ref)
+    components = document["components"]
+    components["schemas"].update(schema.get("$defs", {}))
+    channel = document["channels"]["item"]
+    channel["bindings"]["ws"]["query"]["properties"]["state"] = {
+        "type": "string",
+        "description": "`1`: the state snapshot after `ready`, then a `state` frame per change.",
+    }
+    for model in models:
+        name = model.__name__.removesuffix("Frame")
+        components["messages"][name] = {
+            "name": name,
+            "title": name,
+            "summary": (model.__doc__ or name).strip().splitlines()[0],
+            "contentType": "application/json",
+            "payload": {"$ref": ref.format(model=model.__name__)},
+        }
+        channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
+        operation = "receiveItemFrames" if model in ASYNCAPI_SENT else "sendItemFrames"
+        document["operations"][operation]["messages"].append(
+            {"$ref": f"#/channels/item/messages/{name}"}
+        )
+    return document
