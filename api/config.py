@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(1024, ge=1)
     message_retention: int = Field(0, ge=0)
     # Versions of each item's state kept for deliveries that missed some (not an archive).
-    state_history: int = Field(100, ge=1)
+    state_history: int = Field(1000, ge=1)
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
     # Argon2id cost: lower only where hashing time matters more than resistance (tests).

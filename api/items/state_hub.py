@@ -3,9 +3,9 @@
 Like the message hub, and beside it: one broker subscription per item per process,
 fed by every worker's state writer; each version is handed to the opted-in sockets'
 outboxes in version order, none skipped. A version the broker lost is read back from
-the store's recent changes, whether a later version reveals the gap or the poll does.
-A socket starts with a snapshot read under the item's lock, so nothing between the
-snapshot and the live stream is skipped or repeated.
+the store's recent changes, when a later version reveals the gap or when the poll
+finds it still missing a poll interval after it was stored. Each socket starts with a
+snapshot and receives only the versions after it.
 """
 
 from __future__ import annotations
@@ -46,13 +46,16 @@ class MissedVersions(Exception):
 
 @dataclass(eq=False)
 class _Item:
-    outboxes: set[Outbox] = field(default_factory=set)
+    # Each socket with the version of its snapshot: it gets the versions after it.
+    outboxes: dict[Outbox, int] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
     joining: int = 0
     # The last version handed to the outboxes; every later one follows in order.
     version: int = 0
+    # The store's version at the previous poll: what the broker has had time to bring.
+    polled: int = 0
 
 
 class StateHub:
@@ -102,26 +105,21 @@ class StateHub:
             item.task = asyncio.create_task(
                 self._item_loop(outbox.item_id, item), name=f"state-item-{outbox.item_id}"
             )
-        # Joining, not yet in `outboxes`: versions up to the snapshot must not reach it.
-        item.joining += 1
+        item.joining += 1  # keeps the subscription while the snapshot is read
         try:
             await item.ready.wait()
             if item.task is None or item.task.done():
                 outbox.request_close(protocol.TRY_AGAIN_LATER, protocol.BROKER_UNAVAILABLE)
                 return None
-            async with item.lock:
-                async with self._session_factory() as db:
-                    try:
-                        current = await store.read_state(db, outbox.item_id)
-                    except NotFound:
-                        outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
-                        return None
-                if current.version > item.version:
-                    # Stored, not yet delivered here: the others get it first.
-                    with contextlib.suppress(MissedVersions):
-                        await self._fill(outbox.item_id, item, current.version)
-                item.version = current.version  # below it only if deleted and created again
-                item.outboxes.add(outbox)
+            # Read under the lock the deliveries take: a version stored after the
+            # snapshot is delivered after the socket is added, one before is filtered.
+            async with item.lock, self._session_factory() as db:
+                try:
+                    current = await store.read_state(db, outbox.item_id)
+                except NotFound:
+                    outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+                    return None
+                item.outboxes[outbox] = current.version
         finally:
             item.joining -= 1
             self._drop_if_unused(outbox.item_id, item)
@@ -129,8 +127,7 @@ class StateHub:
 
     def detach(self, outbox: Outbox) -> None:
         item = self._items.get(outbox.item_id)
-        if item is not None and outbox in item.outboxes:
-            item.outboxes.discard(outbox)
+        if item is not None and item.outboxes.pop(outbox, None) is not None:
             self._drop_if_unused(outbox.item_id, item)
 
     def _drop_if_unused(self, item_id: str, item: _Item) -> None:
@@ -147,7 +144,7 @@ class StateHub:
             async with self.broker.subscribe(state_channel(item_id)) as sub:
                 # Baseline after subscribing: later versions come through the broker or,
                 # if lost on the way, through the store.
-                item.version = (await self._latest([item_id])).get(item_id, 0)
+                item.version = item.polled = (await self._latest([item_id])).get(item_id, 0)
                 item.ready.set()
                 async for payload in sub:
                     version, frame = _open(payload)
@@ -156,11 +153,12 @@ class StateHub:
                             continue  # delivered already, through a gap fill
                         try:
                             if version > item.version + 1:
+                                # Lost, or overtaken by a change another worker published.
                                 await self._fill(item_id, item, version - 1)
                         except MissedVersions:
                             pass  # its sockets are closing; later ones start afresh
                         else:
-                            self._fan_out(item, frame)
+                            self._fan_out(item, version, frame)
                         item.version = version
         except asyncio.CancelledError:
             raise
@@ -179,11 +177,12 @@ class StateHub:
             raise MissedVersions(item_id)
         for version, frame in frames:
             item.version = version
-            self._fan_out(item, frame)
+            self._fan_out(item, version, frame)
 
-    def _fan_out(self, item: _Item, frame: str) -> None:
-        for outbox in tuple(item.outboxes):
-            outbox.push(0, frame)
+    def _fan_out(self, item: _Item, version: int, frame: str) -> None:
+        for outbox, after in tuple(item.outboxes.items()):
+            if version > after:
+                outbox.push(0, frame)
 
     def _close_all(self, item: _Item, reason: str) -> None:
         # The client opens the socket again and starts from a fresh snapshot.
@@ -195,20 +194,22 @@ class StateHub:
             return await store.latest_versions(db, item_ids)
 
     async def poll(self) -> None:
-        """Deliver versions whose broker message was lost and that no later one revealed."""
+        """Deliver versions the broker lost and no later one revealed: those the store
+        already had at the previous poll (the broker has had a poll interval for them,
+        so a backlog under load is not mistaken for a loss)."""
         ready = {i: s for i, s in self._items.items() if s.ready.is_set()}
         if not ready:
             return
         latest = await self._latest(list(ready))
         for item_id, item in ready.items():
-            version = latest.get(item_id)
-            if version is None or version <= item.version:
-                continue  # gone (its sockets are closed by the revocation), or up to date
+            due, item.polled = item.polled, latest.get(item_id, 0)
+            if due <= item.version:
+                continue  # delivered, or gone (its sockets are closed by the revocation)
             async with item.lock:
                 try:
-                    await self._fill(item_id, item, version)
+                    await self._fill(item_id, item, due)
                 except MissedVersions:
-                    item.version = version
+                    item.version = due
 
     async def _poll_forever(self) -> None:
         while True:

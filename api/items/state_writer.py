@@ -75,7 +75,10 @@ class StateWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                # At most `keep` per group: every version stored is kept for a while, for
+                # deliveries that must read it back.
+                size = min(MAX_BATCH, self._keep, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(size)]
                 try:
                     async with self._session_factory() as db:
                         outcomes = await apply_many(
