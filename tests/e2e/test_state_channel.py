@@ -383,3 +383,57 @@ async def test_changes_cross_workers_in_order(tmp_path: Path) -> None:
         finally:
             one.stop()
             two.stop()
+
+
+async def test_racing_sockets_with_test_ops(api: Api) -> None:
+    """8 writers × 50 patches over sockets, each guarded by a `test` of the counter the
+    writer last saw in its own state frames: acknowledged ones are all in the final
+    state, refused ones are not, versions 1…N with no gap."""
+    owner = await api.user()
+    item = await new_item(api, owner)
+    writers = [await api.user() for _ in range(8)]
+    for writer in writers:
+        await api.share(owner, item, writer, "writer")
+    await rest_patch(api, owner, item, add("/n", 0), add("/log", []))
+
+    async def write(w: int, user: User) -> tuple[list[str], list[str], list[int]]:
+        acked: list[str] = []
+        refused: list[str] = []
+        versions: list[int] = []
+        ws = await opened(api, user, item, **STATE)
+        async with ws:
+            seen = (await snapshot(ws))["state"]
+            for i in range(50):
+                entry = f"{w}-{i}"
+                ops = [
+                    {"op": "test", "path": "/n", "value": seen["n"]},
+                    {"op": "replace", "path": "/n", "value": seen["n"] + 1},
+                    add("/log/-", entry),
+                ]
+                await send(ws, {"type": "patch", "ops": ops, "ref": entry})
+                while True:  # the answer, keeping the latest state seen on the way
+                    frame = await recv(ws)
+                    if frame["type"] == "state" and frame["state"]["n"] > seen["n"]:
+                        seen = frame["state"]
+                    if frame["type"] in ("ack", "error"):
+                        break
+                assert frame["ref"] == entry
+                if frame["type"] == "ack":
+                    acked.append(entry)
+                    versions.append(frame["version"])
+                else:
+                    assert frame["code"] == "conflict", frame
+                    refused.append(entry)
+        return acked, refused, versions
+
+    results = await asyncio.gather(*(write(w, u) for w, u in enumerate(writers)))
+    acked = [e for a, _, _ in results for e in a]
+    refused = [e for _, r, _ in results for e in r]
+    versions = sorted(v for _, _, vs in results for v in vs)
+    r = await api.http.get(f"/items/{item}/state", headers=owner.headers)
+    final = r.json()
+    assert sorted(final["state"]["log"]) == sorted(acked)
+    assert not set(refused) & set(final["state"]["log"])
+    assert final["state"]["n"] == len(acked)
+    assert versions == list(range(2, final["version"] + 1))
+    assert len(acked) + len(refused) == 400
