@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     session_ttl: int = Field(604800, ge=1)
     ws_ticket_ttl: int = Field(60, ge=1)
     max_message_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
+    max_state_bytes: int = Field(65536, ge=64, le=16 * 1024 * 1024)
 
     # Beyond the contract's variables (documented in the README).
     var_dir: Path = Path("var")
@@ -38,6 +39,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     ws_queue_size: int = Field(1024, ge=1)
     message_retention: int = Field(0, ge=0)
+    # Versions of each item's state kept for deliveries that missed some (not an archive).
+    state_history: int = Field(1000, ge=1)
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
     # Argon2id cost: lower only where hashing time matters more than resistance (tests).

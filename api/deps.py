@@ -24,6 +24,8 @@ from api.config import Settings
 from api.errors import AuthFailure, NotFound
 from api.items import service
 from api.items.service import Access
+from api.items.state_hub import StateHub
+from api.items.state_writer import StateWriter
 from api.items.writer import MessageWriter
 from api.patterns import ITEM_ID_RE
 from api.realtime import protocol
@@ -49,6 +51,8 @@ class Runtime:
     access_cache: TTLCache[tuple[str, str], Access]
     login_throttle_user: FailureThrottle
     login_throttle_address: FailureThrottle
+    states: StateWriter
+    state_hub: StateHub
 
 
 async def get_runtime(conn: HTTPConnection) -> Runtime:

@@ -31,6 +31,8 @@ from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.deps import Runtime
 from api.items.feed import StoreFeed
 from api.items.service import Access
+from api.items.state_hub import StateHub
+from api.items.state_writer import StateWriter
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
@@ -38,7 +40,7 @@ from api.realtime import protocol
 from api.realtime.broker import broker_from_url
 from api.realtime.hub import Hub
 from api.realtime.presence import presence_for
-from api.routes import auth, channel, items, monitor, ops, pages
+from api.routes import auth, channel, items, monitor, ops, pages, state
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,6 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         writer = MessageWriter(session_factory, hub, settings.message_retention)
         await writer.start()
+        state_hub = StateHub(broker, session_factory, settings.gap_check_interval)
+        await state_hub.start()
+        states = StateWriter(
+            session_factory,
+            settings.max_state_bytes,
+            settings.state_history,
+            on_stored=state_hub.publish,
+        )
+        await states.start()
         resolver = CredentialResolver(
             codec,
             session_factory,
@@ -93,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             login_throttle_address=FailureThrottle(
                 settings.login_failures_per_address, settings.login_failure_window
             ),
+            states=states,
+            state_hub=state_hub,
         )
         limits_storage, close_limits = storage_for(
             settings.broker_url, settings.rate_limit_key_prefix
@@ -116,6 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await writer.stop()
             await close_limits()
+            await states.stop()
+            await state_hub.stop()
             await hub.stop()
             await presence.close()
             await broker.close()
@@ -139,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
-    routers = [module.router for module in (auth, items, channel, ops, monitor, pages)]
+    routers = [module.router for module in (auth, items, state, channel, ops, monitor, pages)]
     for router in routers:
         app.include_router(router)
     openapi.install(app, routers)

@@ -1,4 +1,4 @@
-"""ORM models: users, server-side sessions, items, memberships, messages."""
+"""ORM models: users, server-side sessions, items, memberships, messages, item states."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ class Item(Base):
     name: Mapped[str] = mapped_column(String(200))
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # How the item's state may change (a registered kind, see api/kinds/); fixed at creation.
+    kind: Mapped[str] = mapped_column(String(32), default="document", server_default="document")
     # The highest seq assigned; incremented in the transaction that stores a message,
     # whose row lock serialises publishers of one item on every backend.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -95,3 +97,33 @@ class UsedTicket(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ItemState(Base):
+    """An item's current state and its version (0 when created, +1 per change)."""
+
+    __tablename__ = "item_states"
+
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON text, encoded once when changed and sent as is.
+    state: Mapped[str] = mapped_column(Text)
+
+
+class StateChange(Base):
+    """Recent versions of an item's state, so that deliveries can fill their gaps.
+
+    Only the last `STATE_HISTORY` versions of each item are kept: this is not an archive.
+    """
+
+    __tablename__ = "state_changes"
+
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sender: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(Text)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -27,7 +27,16 @@ from tests.client import unique
 from tests.servers import POSTGRES_URL, TEST_SECRET, LiveServer, postgres_database
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MODEL_TABLES = {"users", "auth_sessions", "items", "memberships", "messages", "used_tickets"}
+MODEL_TABLES = {
+    "users",
+    "auth_sessions",
+    "items",
+    "memberships",
+    "messages",
+    "used_tickets",
+    "item_states",
+    "state_changes",
+}
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -95,6 +104,33 @@ async def test_upgrade_downgrade_upgrade_matches_the_models(database_url: str) -
         # Upgrading an up-to-date database is a no-op.
         await migrate.upgrade(engine)
         assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_items_created_before_states_become_documents(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        await migrate.upgrade(engine, "0001")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, username, password_hash, created_at)"
+                    " VALUES ('u1', 'alice', 'x', CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO items (id, name, owner_id, created_at, last_seq)"
+                    " VALUES ('old', 'old item', 'u1', CURRENT_TIMESTAMP, 3)"
+                )
+            )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            kind = await conn.scalar(text("SELECT kind FROM items WHERE id = 'old'"))
+            row = (await conn.execute(text("SELECT version, state FROM item_states"))).one()
+        assert kind == "document"
+        assert tuple(row) == (0, "{}")
     finally:
         await engine.dispose()
 

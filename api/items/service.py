@@ -11,7 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Conflict, Forbidden, NotFound
-from api.models import Item, Membership, Role, User, same_name
+from api.items.state import initial_state
+from api.kinds import DEFAULT_KIND
+from api.models import Item, ItemState, Membership, Role, User, same_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class ItemView:
     name: str
     owner: str
     created_at: datetime
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +42,26 @@ def new_item_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-async def create_item(db: AsyncSession, owner_id: str, name: str, item_id: str | None) -> ItemView:
-    item = Item(id=item_id or new_item_id(), name=name, owner_id=owner_id)
+async def create_item(
+    db: AsyncSession, owner_id: str, name: str, item_id: str | None, kind: str = DEFAULT_KIND
+) -> ItemView:
+    """Create an item with its state at version 0; `kind` must be a registered one."""
+    owner = await db.scalar(select(User.username).where(User.id == owner_id)) or ""
+    item = Item(id=item_id or new_item_id(), name=name, owner_id=owner_id, kind=kind)
     db.add(item)
+    # Flushed before the state row, whose foreign key needs the item.
     try:
+        await db.flush()
+        db.add(ItemState(item_id=item.id, version=0, state=initial_state(kind, owner)))
         await db.commit()
     except IntegrityError as exc:
         await db.rollback()
         raise Conflict("item id already taken") from exc
-    owner = await db.scalar(select(User.username).where(User.id == owner_id))
-    return ItemView(item.id, item.name, owner or "", item.created_at)
+    return ItemView(item.id, item.name, owner, item.created_at, item.kind)
 
 
 def _item_views():  # type: ignore[no-untyped-def]
-    return select(Item.id, Item.name, User.username, Item.created_at).join(
+    return select(Item.id, Item.name, User.username, Item.created_at, Item.kind).join(
         User, User.id == Item.owner_id
     )
 

@@ -27,6 +27,7 @@ from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
 from api.routes.frames import read_frames, refusal_code
+from api.routes.state_frames import StateFrames, wants_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channel"])
@@ -88,6 +89,10 @@ async def item_channel(
         standing = replace(channel.access, last_seq=last_seq)
         ready, start_after = _ready_frame(runtime, principal, standing, channel)
         await websocket.send_text(ready)
+        if wants_state(websocket):  # the state snapshot, then its changes (api/items/state_hub)
+            snapshot = await runtime.state_hub.attach(outbox)
+            if snapshot is not None:
+                await websocket.send_text(snapshot)
         outbox.last_seq = start_after
         outbox.catch_up_to = standing.last_seq
         outbox.start()
@@ -113,6 +118,7 @@ async def item_channel(
         metrics.OPEN_SOCKETS.dec()
         socket.stop()
         hub.detach(outbox)
+        runtime.state_hub.detach(outbox)
         outbox.stop()
         with contextlib.suppress(Exception):
             await hub.leave(outbox)
@@ -166,6 +172,8 @@ class _Socket:
         self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
         # Made by the first publish: most sockets never publish.
         self._inflight: deque[asyncio.Future[StoredMessage]] | None = None
+        # Made by the first frame that is not the channel's own.
+        self._state_frames: StateFrames | None = None
 
     def abandon_later(self) -> None:
         """Called when a close is requested: if the close frame has not gone out within
@@ -213,7 +221,13 @@ class _Socket:
             frame = protocol.parse_client_frame(text)
         except protocol.FrameError as exc:
             await self.settle()
-            self.error(protocol.BAD_REQUEST, exc.detail, exc.ref)
+            # `patch` and `action` frames are not the channel's own (api/routes/state_frames).
+            if self._state_frames is None:
+                self._state_frames = StateFrames(
+                    self.runtime, self.outbox, lambda: self.principal, self._bucket
+                )
+            if not await self._state_frames.handle(text):
+                self.error(protocol.BAD_REQUEST, exc.detail, exc.ref)
             return
         if not isinstance(frame, protocol.PublishFrame):
             await self.settle()

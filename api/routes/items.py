@@ -38,7 +38,9 @@ def http_error(exc: NotFound | Forbidden | Conflict) -> HTTPException:
 
 
 def _out(view: service.ItemView) -> ItemOut:
-    return ItemOut(id=view.id, name=view.name, owner=view.owner, created_at=view.created_at)
+    return ItemOut(
+        id=view.id, name=view.name, owner=view.owner, created_at=view.created_at, kind=view.kind
+    )
 
 
 class JSONText(Response):
@@ -49,7 +51,7 @@ class JSONText(Response):
 async def create_item(body: ItemIn, principal: CurrentUser, db: DbDep) -> ItemOut:
     """Create an item owned by the caller."""
     try:
-        return _out(await service.create_item(db, principal.user_id, body.name, body.id))
+        return _out(await service.create_item(db, principal.user_id, body.name, body.id, body.kind))
     except Conflict as exc:
         raise http_error(exc) from exc
 

@@ -13,9 +13,11 @@ from pydantic import (
     StringConstraints,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from api.clock import iso_z
+from api.kinds import DEFAULT_KIND, KINDS
 from api.patterns import ITEM_ID_PATTERN, USERNAME_PATTERN
 
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
@@ -75,9 +77,23 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _known_kind(value: str) -> str:
+    if value not in KINDS:
+        raise ValueError(f"unknown kind; this service offers {', '.join(sorted(KINDS))}")
+    return value
+
+
+KindName = Annotated[
+    str,
+    AfterValidator(_known_kind),
+    Field(description="See `GET /kinds`.", json_schema_extra={"enum": sorted(KINDS)}),
+]
+
+
 class ItemIn(_Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)]
     id: ItemId | None = None
+    kind: KindName = DEFAULT_KIND
 
 
 class ItemOut(BaseModel):
@@ -85,6 +101,7 @@ class ItemOut(BaseModel):
     name: str
     owner: str
     created_at: datetime
+    kind: str
 
     @field_serializer("created_at")
     def _ts(self, value: datetime) -> str:
@@ -115,3 +132,34 @@ class MessageOut(BaseModel):
 class PresenceOut(BaseModel):
     count: int
     users: list[str]
+
+
+class KindOut(BaseModel):
+    kind: str
+    description: str
+
+
+class StateOut(BaseModel):
+    item_id: str
+    kind: str
+    version: int
+    state: dict[str, Any]
+
+
+class StateChangeIn(_Body):
+    """Exactly one of `ops` (a `document`) or `action` (a game such as `tictactoe`)."""
+
+    ops: list[dict[str, Any]] | None = Field(
+        None, description="JSON Patch (RFC 6902) operations, applied in order, all or none."
+    )
+    action: dict[str, Any] | None = Field(None, description='A game action: `{"move": 4}`.')
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StateChangeIn:
+        if (self.ops is None) == (self.action is None):
+            raise ValueError("give exactly one of ops or action")
+        return self
+
+
+class DetailOut(BaseModel):
+    detail: str

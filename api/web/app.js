@@ -18,6 +18,7 @@ const client = new Client();
 let channel = null; // the open Channel
 let current = null; // {id, name, owner} of the open item
 let lines = new Map(); // seq -> <li>, so a seq is never shown twice
+let itemState = null; // {version, state, sender?} of the open item
 
 // Views.
 
@@ -81,7 +82,7 @@ $("create-item").addEventListener("submit", async (event) => {
   const id = $("item-new-id").value.trim();
   if (!name) return;
   try {
-    const item = await client.createItem(name, id || undefined);
+    const item = await client.createItem(name, id || undefined, $("item-kind").value);
     $("item-name").value = "";
     $("item-new-id").value = "";
     $("items-error").textContent = "";
@@ -136,6 +137,9 @@ async function openItem(id) {
   show($("share"), false);
   show($("delete-item"), false);
   setPublishing(false);
+  itemState = null;
+  show($("state-panel"), false);
+  $("game-error").textContent = "";
 
   const opened = current;
   client.getItem(id).then(
@@ -143,6 +147,7 @@ async function openItem(id) {
       if (current !== opened) return;
       current = { ...item };
       $("item-title").textContent = item.name;
+      renderItemState();
       const owner = item.owner === client.user?.username;
       show($("share"), owner);
       show($("delete-item"), owner);
@@ -151,8 +156,13 @@ async function openItem(id) {
     () => {}, // the channel says why, with its reason
   );
 
-  channel = client.channel(id, { backlog: BACKLOG });
+  channel = client.channel(id, { backlog: BACKLOG, state: true });
   const mine = channel;
+  mine.addEventListener("itemstate", (e) => {
+    if (channel !== mine) return;
+    itemState = e.detail;
+    renderItemState();
+  });
   mine.addEventListener("state", (e) => {
     if (channel === mine) renderState(e.detail);
   });
@@ -283,6 +293,67 @@ $("publish").addEventListener("submit", async (event) => {
   }
   input.focus();
 });
+
+// Item state: a board for games, the JSON for documents.
+
+function renderItemState() {
+  if (!current || !current.kind || !itemState) return;
+  const panel = $("state-panel");
+  panel.dataset.version = String(itemState.version);
+  show(panel, true);
+  const game = current.kind === "tictactoe";
+  show($("game"), game);
+  show($("document"), !game);
+  if (game) renderBoard(itemState.state);
+  else {
+    $("state-version").textContent = `version ${itemState.version}`;
+    $("document-json").textContent = JSON.stringify(itemState.state, null, 2);
+  }
+}
+
+function renderBoard(game) {
+  const board = $("board");
+  if (board.children.length !== 9) {
+    board.replaceChildren(
+      ...Array.from({ length: 9 }, (_, cell) => {
+        const button = el("button", {
+          className: "cell",
+          attrs: { type: "button", "aria-label": `cell ${cell}` },
+        });
+        button.dataset.cell = String(cell);
+        button.addEventListener("click", () => move(cell));
+        return button;
+      }),
+    );
+  }
+  const me = client.user?.username;
+  const playing = channel && channel.role && channel.role !== "reader";
+  game.board.forEach((mark, cell) => {
+    const button = board.children[cell];
+    button.textContent = mark || "";
+    button.dataset.mark = mark || "";
+    button.disabled = Boolean(mark) || game.winner !== null || !playing;
+  });
+  const name = (mark) => game.players[mark] || "whoever moves first";
+  let status;
+  if (game.winner === "draw") status = "Draw: the board is full.";
+  else if (game.winner) status = `${game.winner} wins: ${name(game.winner)}${game.players[game.winner] === me ? " (you)" : ""}!`;
+  else status = `${game.turn} to move: ${name(game.turn)}${game.players[game.turn] === me ? " (you)" : ""}`;
+  $("game-status").textContent = status;
+  $("game-status").dataset.winner = game.winner || "";
+}
+
+async function move(cell) {
+  if (!channel) return;
+  $("game-error").textContent = "";
+  try {
+    await channel.action({ move: cell });
+  } catch (err) {
+    // The server's rule, said inline: not your turn, cell taken, game over, not a player.
+    $("game-error").textContent =
+      err instanceof ApiError && err.status === "illegal" ? `Illegal move: ${err.message}.` : describe(err);
+  }
+}
 
 // Members.
 

@@ -8,6 +8,14 @@
 //   channel.addEventListener("refused", (e) => alert(e.detail.reason));
 //   await channel.publish({ text: "hi" });           // resolves with the stored seq
 //
+// Item state. `client.channel(id, { state: true })` opens the socket with `?state=1`:
+// `itemstate` events carry {version, state, sender?, snapshot} (the snapshot after every
+// (re)connect, then each change in version order), `channel.itemState` holds the latest,
+// and `channel.patch(ops)` / `channel.action({move: 4})` resolve with the new version once
+// stored, or reject with an ApiError whose `status` is the error code (`conflict`,
+// `illegal`, `bad_request`, `forbidden`, `too_large`) and `message` the server's detail.
+// (`channel.state` and the `state` event are the connection's: idle, open, ...)
+//
 // Credentials. REST calls carry `Authorization: Bearer <access token>` (and the
 // `session` cookie set by /auth/login travels too). Every connection attempt, reconnects
 // included, first asks POST /auth/ws-ticket {"item_id"} for a single-use ticket and
@@ -157,10 +165,24 @@ export class Client extends EventTarget {
     return this._json("GET", "/items");
   }
 
-  createItem(name, id) {
+  createItem(name, id, kind) {
     const body = { name };
     if (id) body.id = id;
+    if (kind) body.kind = kind;
     return this._json("POST", "/items", body);
+  }
+
+  kinds() {
+    return this._json("GET", "/kinds");
+  }
+
+  getState(itemId) {
+    return this._json("GET", `/items/${encodeURIComponent(itemId)}/state`);
+  }
+
+  /** `change` is {ops: [...]} for a document or {action: {...}} for a game. */
+  changeState(itemId, change) {
+    return this._json("POST", `/items/${encodeURIComponent(itemId)}/state`, change);
   }
 
   getItem(itemId) {
@@ -540,6 +562,7 @@ class ReconnectingSocket extends EventTarget {
  *
  * Options: `backlog` (messages of history to show on the first connect, default 0),
  * `batch` (let the server send pending frames together: fewer frames under load),
+ * `state` (also receive the item's state: `itemstate` events and `itemState`),
  * `auth`, `backoffBase`, `backoffMax`, `pingEvery`.
  */
 export class Channel extends ReconnectingSocket {
@@ -548,6 +571,8 @@ export class Channel extends ReconnectingSocket {
     this.itemId = itemId;
     this.backlog = options.backlog || 0;
     this.batch = Boolean(options.batch);
+    this.wantsState = Boolean(options.state);
+    this.itemState = null; // {version, state, sender?} with `state: true`
     this.lastSeq = options.since ?? null; // the last seq delivered; null before the first ready
     this.role = null;
     this.user = null;
@@ -565,6 +590,7 @@ export class Channel extends ReconnectingSocket {
   query() {
     const query = this.lastSeq === null ? {} : { since: String(this.lastSeq) };
     if (this.batch) query.batch = "1";
+    if (this.wantsState) query.state = "1";
     return query;
   }
 
@@ -574,10 +600,24 @@ export class Channel extends ReconnectingSocket {
 
   /** Publish `data`; resolves with its seq once acknowledged, rejects on an error frame or a close. */
   publish(data) {
+    return this._request({ type: "publish", data });
+  }
+
+  /** Apply JSON Patch operations to a document's state; resolves with the new version. */
+  patch(ops) {
+    return this._request({ type: "patch", ops });
+  }
+
+  /** Make a move in a game item, e.g. `{move: 4}`; resolves with the new version. */
+  action(action) {
+    return this._request({ type: "action", action });
+  }
+
+  _request(frame) {
     const ref = `c-${++this._refs}`;
     return new Promise((resolve, reject) => {
       try {
-        this.send({ type: "publish", data, ref });
+        this.send({ ...frame, ref });
       } catch (err) {
         reject(err);
         return;
@@ -613,8 +653,17 @@ export class Channel extends ReconnectingSocket {
         const waiting = this._pending.get(frame.ref);
         if (waiting) {
           this._pending.delete(frame.ref);
-          waiting.resolve(frame.seq);
+          waiting.resolve(frame.version ?? frame.seq);
         }
+        return;
+      }
+      case "state": {
+        // The first after `ready` is the snapshot: it replaces whatever was known.
+        const snapshot = frame.sender === undefined;
+        if (!snapshot && this.itemState && frame.version <= this.itemState.version) return;
+        const { type: _type, item_id: _item, ...body } = frame;
+        this.itemState = body;
+        this.dispatchEvent(new CustomEvent("itemstate", { detail: { ...body, snapshot } }));
         return;
       }
       case "error": {

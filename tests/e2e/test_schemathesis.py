@@ -193,6 +193,9 @@ def test_every_operation_survives_generated_requests(make_server: MakeServer) ->
             "POST /items/{item_id}/messages",
             "GET /items/{item_id}/messages",
             "GET /items/{item_id}/presence",
+            "GET /items/{item_id}/state",
+            "POST /items/{item_id}/state",
+            "GET /kinds",
             "GET /healthz",
             "GET /readyz",
         } <= labels, labels

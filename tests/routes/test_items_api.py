@@ -15,7 +15,7 @@ from tests.client import Api, User, unique
 
 ITEM_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ISO_Z_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-ITEM_KEYS = {"id", "name", "owner", "created_at"}
+ITEM_KEYS = {"id", "name", "owner", "created_at", "kind"}
 
 
 # --- helpers -------------------------------------------------------------------------------

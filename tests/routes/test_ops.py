@@ -91,7 +91,11 @@ async def test_asyncapi_document_is_valid_asyncapi_3(api: Api) -> None:
     assert doc["channels"]["item"]["address"] == "/items/{item_id}/ws"
     frames = set(doc["components"]["messages"])
     expected = {"Ready", "Message", "Presence", "Ack", "Pong", "Error", "Batch", "Publish", "Ping"}
-    assert expected | {"Refresh", "Stats"} == frames
+    assert expected | {"Refresh", "Stats"} | {"State", "StateAck", "Patch", "Action"} == frames
+    received = doc["operations"]["sendItemFrames"]["messages"]
+    assert {"$ref": "#/channels/item/messages/Patch"} in received
+    state_schema = doc["components"]["schemas"]["StateFrame"]
+    assert {"item_id", "version", "state"} <= set(state_schema["required"])
     ready_schema = doc["components"]["schemas"]["ReadyFrame"]
     assert {"item_id", "user", "role", "last_seq"} <= set(ready_schema["required"])
 

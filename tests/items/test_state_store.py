@@ -1,0 +1,258 @@
+"""Item state in the store: creation, one change after another, refusals, and many
+writers on separate engines (as many workers) racing on one document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import migrate
+from api.auth.security import new_id
+from api.db import make_engine, make_session_factory
+from api.errors import Forbidden, NotFound
+from api.items import service
+from api.items.state import Change, StoredState, TooLarge, apply_many, read_state
+from api.kinds import Conflict, Illegal, Invalid
+from api.models import Role, StateChange, User
+from tests.client import unique
+from tests.servers import POSTGRES_URL, postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url)
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def make_user(engine: AsyncEngine) -> tuple[str, str]:
+    async with make_session_factory(engine)() as db:
+        name = unique()
+        user = User(id=new_id(), username=name, password_hash="unused")
+        db.add(user)
+        await db.commit()
+        return user.id, name
+
+
+async def make_item(engine: AsyncEngine, owner_id: str, kind: str = "document") -> str:
+    async with make_session_factory(engine)() as db:
+        return (await service.create_item(db, owner_id, "item", None, kind)).id
+
+
+async def apply(engine: AsyncEngine, *changes: Change, max_bytes: int = 65536, keep: int = 100):  # type: ignore[no-untyped-def]
+    async with make_session_factory(engine)() as db:
+        return await apply_many(db, changes, max_bytes, keep)
+
+
+async def current(engine: AsyncEngine, item_id: str) -> StoredState:
+    async with make_session_factory(engine)() as db:
+        return await read_state(db, item_id)
+
+
+def patch(item_id: str, user: tuple[str, str], *ops: dict[str, object]) -> Change:
+    return Change(item_id, user[0], user[1], "ops", list(ops))
+
+
+def move(item_id: str, user: tuple[str, str], cell: object) -> Change:
+    return Change(item_id, user[0], user[1], "action", {"move": cell})
+
+
+async def test_a_new_item_has_its_kinds_initial_state_at_version_0(engine: AsyncEngine) -> None:
+    owner = await make_user(engine)
+    doc = await make_item(engine, owner[0])
+    game = await make_item(engine, owner[0], "tictactoe")
+    assert await current(engine, doc) == StoredState(doc, "document", 0, "{}")
+    state = await current(engine, game)
+    assert (state.kind, state.version) == ("tictactoe", 0)
+    assert orjson.loads(state.state) == {
+        "board": [None] * 9,
+        "players": {"X": owner[1], "O": None},
+        "turn": "X",
+        "winner": None,
+    }
+
+
+async def test_changes_in_one_group_apply_one_after_another(engine: AsyncEngine) -> None:
+    owner = await make_user(engine)
+    item = await make_item(engine, owner[0])
+    add = {"op": "add", "path": "/n", "value": 1}
+    inc = ({"op": "test", "path": "/n", "value": 1}, {"op": "replace", "path": "/n", "value": 2})
+    results = await apply(engine, patch(item, owner, add), patch(item, owner, *inc))
+    assert [(r.version, orjson.loads(r.state)) for r in results] == [(1, {"n": 1}), (2, {"n": 2})]
+    assert all(r.sender == owner[1] for r in results)
+    assert (await current(engine, item)).version == 2
+
+
+async def test_refusals_change_nothing(engine: AsyncEngine) -> None:
+    owner, reader, stranger = [await make_user(engine) for _ in range(3)]
+    item = await make_item(engine, owner[0])
+    async with make_session_factory(engine)() as db:
+        await service.set_member(db, item, owner[0], reader[1], Role.reader)
+    await apply(engine, patch(item, owner, {"op": "add", "path": "/a", "value": [1]}))
+    before = await current(engine, item)
+    refused = await apply(
+        engine,
+        patch(item, owner, {"op": "test", "path": "/a", "value": [2]}),
+        patch(item, owner, {"op": "remove", "path": "/missing"}),
+        patch(item, owner, {"op": "jump", "path": "/a"}),
+        Change(item, owner[0], owner[1], "action", {"move": 1}),
+        patch(item, reader, {"op": "add", "path": "/b", "value": 1}),
+        patch(item, stranger, {"op": "add", "path": "/b", "value": 1}),
+        patch(item, owner, {"op": "add", "path": "/big", "value": "x" * 200}),
+        patch(item, owner, {"op": "replace", "path": "", "value": [1, 2]}),
+        max_bytes=100,
+    )
+    kinds = [type(r) for r in refused]
+    assert kinds == [Conflict, Invalid, Invalid, Invalid, Forbidden, NotFound, TooLarge, Invalid]
+    assert await current(engine, item) == before
+    # A refused change between accepted ones leaves no gap.
+    mixed = await apply(
+        engine,
+        patch(item, owner, {"op": "add", "path": "/b", "value": 1}),
+        patch(item, owner, {"op": "test", "path": "/b", "value": 0}),
+        patch(item, owner, {"op": "add", "path": "/c", "value": 1}),
+    )
+    assert [getattr(r, "version", None) for r in mixed] == [2, None, 3]
+
+
+async def test_a_missing_item_is_not_found(engine: AsyncEngine) -> None:
+    owner = await make_user(engine)
+    (result,) = await apply(engine, patch("nope", owner, {"op": "add", "path": "/a", "value": 1}))
+    assert isinstance(result, NotFound)
+
+
+async def test_tictactoe_rules_are_enforced_in_the_store(engine: AsyncEngine) -> None:
+    owner, writer, other = [await make_user(engine) for _ in range(3)]
+    game = await make_item(engine, owner[0], "tictactoe")
+    async with make_session_factory(engine)() as db:
+        await service.set_member(db, game, owner[0], writer[1], Role.writer)
+        await service.set_member(db, game, owner[0], other[1], Role.writer)
+    results = await apply(
+        engine,
+        move(game, writer, 0),  # X moves first
+        move(game, owner, 0),
+        move(game, writer, 0),  # taken
+        move(game, writer, 3),  # becomes O
+        move(game, other, 4),  # O is taken by now
+        move(game, owner, 1),
+        move(game, writer, 4),
+        move(game, owner, 2),  # three in a row
+        move(game, writer, 5),
+        Change(game, owner[0], owner[1], "ops", []),
+    )
+    outcome = [r.version if isinstance(r, StoredState) else r.reason for r in results]
+    assert outcome == [
+        "not your turn",
+        1,
+        "cell 0 is taken",
+        2,
+        "not a player",
+        3,
+        4,
+        5,
+        "the game is over",
+        "a tictactoe item is changed by 'action'",
+    ]
+    assert all(isinstance(r, StoredState | Illegal | Invalid) for r in results)
+    final = orjson.loads((await current(engine, game)).state)
+    assert final["winner"] == "X" and final["turn"] is None
+    assert final["players"] == {"X": owner[1], "O": writer[1]}
+
+
+async def test_history_keeps_the_last_versions_only(engine: AsyncEngine) -> None:
+    owner = await make_user(engine)
+    item = await make_item(engine, owner[0])
+    for n in range(7):
+        await apply(engine, patch(item, owner, {"op": "add", "path": "/n", "value": n}), keep=3)
+    await apply(
+        engine,
+        *[patch(item, owner, {"op": "add", "path": "/m", "value": n}) for n in range(5)],
+        keep=3,
+    )
+    async with make_session_factory(engine)() as db:
+        kept = list(
+            await db.scalars(
+                select(StateChange.version)
+                .where(StateChange.item_id == item)
+                .order_by(StateChange.version)
+            )
+        )
+    assert kept == [10, 11, 12]
+
+
+async def test_racing_writers_on_many_engines_get_contiguous_versions(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """8 writers, each on an engine of its own (as on 8 workers), 50 patches each: every
+    patch appends an entry and tests the length it read, as optimistic clients do."""
+    owner = await make_user(engine)
+    item = await make_item(engine, owner[0])
+    await apply(engine, patch(item, owner, {"op": "add", "path": "/log", "value": []}))
+    writers = 8
+    per_writer = 50
+    engines = [make_engine(database_url) for _ in range(writers)]
+
+    async def write(w: int, own: AsyncEngine) -> tuple[list[str], list[str], list[int]]:
+        acked: list[str] = []
+        refused: list[str] = []
+        versions: list[int] = []
+        for n in range(per_writer):
+            seen = orjson.loads((await current(own, item)).state)
+            entry = f"{w}-{n}"
+            change = patch(
+                item,
+                owner,
+                {"op": "test", "path": "/count", "value": len(seen["log"])}
+                if "count" in seen
+                else {"op": "test", "path": "/log", "value": seen["log"]},
+                {"op": "add", "path": "/log/-", "value": entry},
+                {"op": "add", "path": "/count", "value": len(seen["log"]) + 1},
+            )
+            (result,) = await apply(own, change, keep=1000)
+            if isinstance(result, StoredState):
+                acked.append(entry)
+                versions.append(result.version)
+            else:
+                assert isinstance(result, Conflict), result
+                refused.append(entry)
+        return acked, refused, versions
+
+    try:
+        results = await asyncio.gather(*(write(w, e) for w, e in enumerate(engines)))
+    finally:
+        for own in engines:
+            await own.dispose()
+    acked = [e for a, _, _ in results for e in a]
+    refused = [e for _, r, _ in results for e in r]
+    versions = sorted(v for _, _, vs in results for v in vs)
+    assert len(acked) + len(refused) == writers * per_writer
+    assert acked, "some patches must win"
+    final = await current(engine, item)
+    log = orjson.loads(final.state)["log"]
+    assert sorted(log) == sorted(acked)
+    assert not set(refused) & set(log)
+    assert versions == list(range(2, final.version + 1))
+    assert final.version == 1 + len(acked)
+    async with make_session_factory(engine)() as db:
+        stored = await db.scalar(
+            select(func.count()).select_from(StateChange).where(StateChange.item_id == item)
+        )
+    assert stored == final.version
