@@ -23,7 +23,11 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     # The name in lower case: unique, so `alice` and `Alice` are one name (spelt as given).
-    username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    username_key: Mapped[str] = mapped_column(
+        String(64),
+        unique=True,
+        default=lambda ctx: username_key(ctx.get_current_parameters()["username"]),
+    )
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
