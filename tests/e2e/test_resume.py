@@ -13,18 +13,20 @@ from websockets.asyncio.client import ClientConnection
 
 from api.db import make_engine, make_session_factory
 from api.items import messages
-from tests.client import Api, User, ready
-from tests.e2e.support import (
+from tests.servers import LiveServer
+from tests.support import (
+    Api,
+    User,
     history,
     message_frame,
     messages_through,
     of_type,
     ping_barrier,
     read_until,
+    ready,
     ready_frame,
     started,
 )
-from tests.servers import LiveServer
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 

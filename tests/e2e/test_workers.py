@@ -19,9 +19,9 @@ from websockets.exceptions import ConnectionClosed
 
 from api.db import make_engine, make_session_factory
 from api.items import messages
-from tests.client import PASSWORD, closed_with, recv, unique
 from tests.processes import Worker
 from tests.servers import POSTGRES_URL, REDIS_URL, TEST_SECRET, free_port, postgres_database
+from tests.support import PASSWORD, closed, recv, unique
 
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_URL), reason="needs TEST_POSTGRES_URL and TEST_REDIS_URL"
@@ -176,12 +176,12 @@ async def test_logout_and_removal_close_sockets_on_other_workers(tmp_path: Path)
         bobs_socket = await channel(w2, item, bob)
         r = await rest(w1, "DELETE", f"/items/{item}/members/{bob.username}", alice)
         assert r.status_code == 204
-        assert await closed_with(bobs_socket) == (1008, "forbidden")
+        assert await closed(bobs_socket) == (1008, "forbidden")
 
         alices_socket = await channel(w2, item, alice)
         r = await rest(w1, "POST", "/auth/logout", alice)
         assert r.status_code == 204
-        assert await closed_with(alices_socket) == (1008, "session revoked")
+        assert await closed(alices_socket) == (1008, "session revoked")
 
 
 async def test_a_message_whose_publish_was_lost_still_arrives(tmp_path: Path) -> None:
