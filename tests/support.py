@@ -23,7 +23,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api.client import Client, Message
+from api.client import Channel, Client, Message
 from api.client.retry import Backoff
 from tests.servers import LiveServer
 
@@ -158,6 +158,12 @@ async def presence(api: Api, user: User, item_id: str) -> dict[str, Any]:
 
 async def history(api: Api, user: User, item_id: str, after: int = 0) -> list[dict[str, Any]]:
     return [dict(m) for m in await api.history(user, item_id, after)]
+
+
+async def next_messages(channel: Channel, count: int, timeout: float = TIMEOUT) -> list[Message]:
+    """The next `count` messages of a client's channel."""
+    async with asyncio.timeout(timeout):
+        return [await anext(channel) for _ in range(count)]
 
 
 # Raw channel sockets.
