@@ -9,8 +9,10 @@ messages in and out can use `Api.client()` and its channels instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -50,6 +52,18 @@ class User:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every test client: making one takes a good part of a second
+    (loading the CA bundle), and each `Client` would make its own."""
+    return ssl.create_default_context()
+
+
+def transport() -> httpx.AsyncHTTPTransport:
+    """A `Client`'s HTTP transport sharing that TLS context (pass it as `transport=`)."""
+    return httpx.AsyncHTTPTransport(verify=_tls())
+
+
 class _SessionCookie(httpx.AsyncHTTPTransport):
     """Remembers the `session` cookie the server sets (a `Client` keeps it to itself)."""
 
@@ -71,15 +85,16 @@ class Api:
         self.server = server
         self.http = http
 
-    def client(self, user: User | None = None, **kwargs: Any) -> Client:
-        """A client of the server holding `user`'s token; `async with` it."""
+    def client(self, user: User | None = None, token: str | None = None, **kwargs: Any) -> Client:
+        """A client of the server holding `user`'s token (or `token`); `async with` it."""
         kwargs.setdefault("backoff", FAST)
-        return Client(self.server.base_url, user.token if user else None, **kwargs)
+        kwargs.setdefault("transport", transport())
+        return Client(self.server.base_url, user.token if user else token, **kwargs)
 
     async def login(self, username: str, password: str = PASSWORD) -> tuple[str, str]:
         """A new session: its access token and cookie."""
-        cookie = _SessionCookie()
-        async with Client(self.server.base_url, transport=cookie) as client:
+        cookie = _SessionCookie(verify=_tls())
+        async with self.client(transport=cookie) as client:
             token = await client.login(username, password)
         assert cookie.value is not None, "login set no session cookie"
         return token["access_token"], cookie.value
@@ -141,7 +156,7 @@ async def login(api: Api, user: User) -> tuple[str, str]:
 
 
 async def refreshed(api: Api, token: str) -> str:
-    async with Client(api.server.base_url, token) as client:
+    async with api.client(token=token) as client:
         return (await client.refresh())["access_token"]
 
 
