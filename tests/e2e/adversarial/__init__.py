@@ -1,22 +1,19 @@
 """Adversarial catalogue: bad inputs against a real server, each with its exact outcome.
 
-Four catalogues, each a list of small dataclasses (an id, the attack, the outcome the
-contract fixes), run against the shared server of every backend:
+Catalogues, each a list of small dataclasses (an id, the attack, the outcome the contract
+fixes), run against the shared server of every backend:
 
-- `HANDSHAKES`: channel handshakes with forged, expired, not-yet-valid, wrong-algorithm,
-  oversized and used credentials, tampered and fixated cookies, foreign origins and
-  malformed item ids. Outcome: HTTP 101, then close 1008 with the exact reason.
-- `REQUESTS`: REST calls with the same credentials, malformed ids and query values,
-  SQL injection in every field and oversized bodies. Outcome: the exact status (and
-  the field a 422 names); after each, the database still answers.
-- `FRAMES`: frames sent on an open channel: binary, oversized, invalid JSON, wrong
-  fields, bad refreshes. Outcome: an `error` frame with the exact code (the socket
-  stays open) or the exact close code.
-- `RAW_FRAMES`: frames the `websockets` client refuses to send (invalid UTF-8 text,
-  unmasked, reserved opcode), written byte by byte on a raw socket.
+- test_handshakes.py: channel handshakes with bad credentials, cookies, origins and item
+  ids. Outcome: HTTP 101, then close 1008 with the exact reason.
+- test_rest_access.py, test_rest_inputs.py: REST calls with the same credentials,
+  malformed ids and query values, SQL injection in every field, oversized bodies.
+  Outcome: the exact status (and the field a 422 names); after each, the database still
+  answers.
+- test_frames.py: frames on an open channel. Outcome: an `error` frame with the exact
+  code (the socket stays open), an ack, or the exact close code.
+- test_raw_frames.py: frames the `websockets` client refuses to send, byte by byte.
 
-Scenario tests follow: a publish flood on a rate-limited server, a client that never
-reads, session fixation, and SQL injection through every field followed by a full
-round trip through the database.
-
+test_scenarios.py follows: a publish flood on a rate-limited server, a client that never
+reads, session fixation, SQL injection through every field then a full round trip.
+world.py holds what they share; rest.py the REST machinery.
 """
