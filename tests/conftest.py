@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.client import Api
 from tests.servers import BACKENDS, Backend, LiveServer, live_server
+from tests.support import Api
 
 
 @pytest.fixture(scope="session", params=BACKENDS, ids=[b.name for b in BACKENDS])

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import migrate
 from api.config import Settings
 from api.db import Base, make_engine
-from tests.client import unique
 from tests.servers import POSTGRES_URL, TEST_SECRET, LiveServer, postgres_database
+from tests.support import unique
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_TABLES = {

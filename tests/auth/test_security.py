@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import jwt
@@ -14,6 +13,8 @@ import pytest
 from api.auth import security
 from api.auth.security import ACCESS, TICKET, TokenCodec, hash_password, verify_password
 from api.errors import AuthFailure
+from tests import tokens
+from tests.tokens import b64json, unsigned
 
 # 64 bytes or more: PyJWT warns (an error here) about shorter keys for HS512.
 KEY = "unit-test-signing-key-" + "0123456789abcdef" * 4
@@ -39,18 +40,8 @@ def payload(**changes: Any) -> dict[str, Any]:
     return claims
 
 
-def sign(claims: dict[str, Any], key: str = KEY, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, key, algorithm=algorithm)
-
-
-def b64(data: dict[str, Any]) -> str:
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def unsigned(claims: dict[str, Any], alg: str = "none") -> str:
-    """A token with `alg: none` (or any header) and an empty signature."""
-    return f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims)}."
+# Signed with the unit-test key unless the test names another.
+sign = partial(tokens.sign, key=KEY)
 
 
 def reason(codec: TokenCodec, token: str, **kwargs: Any) -> str:
@@ -128,7 +119,7 @@ def test_configured_algorithm_roundtrip(algorithm: str) -> None:
     "token",
     [
         pytest.param(unsigned(payload()), id="alg-none"),
-        pytest.param(unsigned(payload(), alg="None"), id="alg-None"),
+        pytest.param(unsigned(payload(), algorithm="None"), id="alg-None"),
         pytest.param(
             unsigned(payload()) + sign(payload()).rsplit(".", 1)[1], id="alg-none-with-signature"
         ),
@@ -140,7 +131,7 @@ def test_configured_algorithm_roundtrip(algorithm: str) -> None:
             ".".join(
                 [
                     sign(payload()).split(".")[0],
-                    b64(payload(sub="admin")),
+                    b64json(payload(sub="admin")),
                     sign(payload()).split(".")[2],
                 ]
             ),

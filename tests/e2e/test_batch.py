@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.client import Api, User, ready, recv
-from tests.e2e.support import ready_frame
+from tests.support import Api, User, ready, ready_frame, recv
 
 Frames = list[dict[str, Any]]
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.client import Api, ready, recv
-from tests.e2e.support import (
+from tests.servers import LiveServer
+from tests.support import (
+    Api,
     closed,
     error_frame,
     history,
@@ -21,11 +22,12 @@ from tests.e2e.support import (
     ping_barrier,
     publish,
     read_until,
+    ready,
     ready_frame,
+    recv,
     started,
     without,
 )
-from tests.servers import LiveServer
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 

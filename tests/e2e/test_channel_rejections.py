@@ -10,20 +10,21 @@ from typing import Any
 
 import pytest
 
-from tests.client import Api, User, channel_url, ready
-from tests.e2e.support import (
-    access_claims,
+from tests.servers import LiveServer
+from tests.support import (
+    Api,
+    User,
+    channel_url,
     cookie_headers,
     login,
     logout,
+    ready,
     ready_frame,
     ready_via,
     reject,
-    sign,
     started,
-    unsigned,
 )
-from tests.servers import LiveServer
+from tests.tokens import access_claims, sign, unsigned
 
 POLICY = 1008
 OTHER_KEY = "another-secret-key-that-is-long-enough-9876543210"

@@ -12,15 +12,19 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.client import TIMEOUT, Api, User, channel_url, ready
-from tests.e2e.support import (
+from tests.servers import LiveServer
+from tests.support import (
+    TIMEOUT,
+    Api,
+    User,
+    channel_url,
     history,
     messages_through,
     read_until,
+    ready,
     ready_frame,
     started,
 )
-from tests.servers import LiveServer
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 BIG = 60_000  # characters of payload per large message

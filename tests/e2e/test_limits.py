@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.client import PASSWORD, Api, User, closed_with, ready, recv, recv_until, unique
 from tests.processes import ROOT
 from tests.servers import TEST_SECRET, LiveServer, free_port
+from tests.support import PASSWORD, Api, User, closed, read_until, ready, recv, unique
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -47,7 +47,7 @@ async def test_publish_flood_is_rate_limited_and_the_socket_stays_open(
             assert acks[:3] == ["r0", "r1", "r2"]
             assert len(limited) >= 4  # the bucket refills slowly: most of the rest refused
             await ws.send('{"type":"ping"}')
-            assert (await recv_until(ws, "pong")) == {"type": "pong"}
+            assert (await read_until(ws, "pong"))[-1] == {"type": "pong"}
             async with httpx.AsyncClient(base_url=srv.base_url, timeout=30) as http:
                 r = await http.get(f"/items/{item}/messages", headers=owner.headers)
             assert [m["data"] for m in r.json()] == [int(ref[1:]) for ref in acks]
@@ -63,10 +63,10 @@ async def test_sockets_per_user_and_per_item_are_capped(make_server: MakeServer)
         first, _ = await ready(srv, item, alice.token)
         second, _ = await ready(srv, item, alice.token)
         third = await _open(srv, item, alice)
-        assert await closed_with(third) == (1013, "too many sockets")
+        assert await closed(third) == (1013, "too many sockets")
         b1, _ = await ready(srv, item, bob.token)
         b2 = await _open(srv, item, bob)
-        assert await closed_with(b2) == (1013, "item full")
+        assert await closed(b2) == (1013, "item full")
         await second.close()
         again, _ = await ready_when_freed(srv, item, alice)
         for ws in (first, again, b1):
@@ -222,14 +222,14 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> N
             await api.share(watcher, item, silent, "reader")
             ws, _ = await ready(srv, item, watcher.token)  # type: ignore[arg-type]
             async with ws:
-                assert (await recv_until(ws, "presence"))["user"] == watcher.username
+                assert (await read_until(ws, "presence"))[-1]["user"] == watcher.username
                 port = int(base.rsplit(":", 1)[1])
                 sock = _handshake_then_go_silent(port, f"/items/{item}/ws?token={silent.token}")
                 try:
-                    joined = await recv_until(ws, "presence")
+                    joined = (await read_until(ws, "presence"))[-1]
                     assert joined["event"] == "join" and joined["user"] == silent.username
                     # The watcher answers pings (its client does); the silent one is dropped.
-                    left = await recv_until(ws, "presence", 15)
+                    left = (await read_until(ws, "presence", 15))[-1]
                     assert left == {
                         "type": "presence",
                         "event": "leave",

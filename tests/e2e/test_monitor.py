@@ -13,18 +13,21 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from api.routes.monitor import parse_interval
-from tests.client import TIMEOUT, Api, User, recv, unique
-from tests.e2e.support import (
+from tests.servers import LiveServer
+from tests.support import (
+    TIMEOUT,
     TS,
-    access_claims,
+    Api,
+    User,
     closed,
     cookie_headers,
     logout,
     ping_barrier,
+    recv,
     reject,
-    sign,
+    unique,
 )
-from tests.servers import LiveServer
+from tests.tokens import access_claims, sign
 
 POLICY = 1008
 STATS_KEYS = {"type", "ts", "cpu_percent", "memory_percent", "connections", "messages_per_s"}

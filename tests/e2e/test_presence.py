@@ -6,8 +6,9 @@ import uuid
 
 from websockets.asyncio.client import ClientConnection
 
-from tests.client import Api, User, ready, recv
-from tests.e2e.support import (
+from tests.support import (
+    Api,
+    User,
     eventually,
     message_frame,
     of_type,
@@ -15,7 +16,9 @@ from tests.e2e.support import (
     presence_frame,
     publish,
     read_until,
+    ready,
     ready_frame,
+    recv,
 )
 
 

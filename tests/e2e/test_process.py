@@ -16,9 +16,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.client import PASSWORD, closed_with, recv, unique
 from tests.processes import ROOT, Worker
 from tests.servers import TEST_SECRET
+from tests.support import PASSWORD, closed, recv, unique
 
 TIMEOUT = 15.0
 
@@ -104,7 +104,7 @@ async def test_sigterm_closes_sockets_with_1012_and_keeps_every_acked_message(
         await asyncio.sleep(0.02)
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)
-    code, _ = await closed_with(listener, 10)
+    code, _ = await closed(listener, 10)
     assert code == 1012
     await asyncio.wait_for(pumping, 10)
     assert publisher.close_code == 1012

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -13,18 +12,20 @@ from websockets.asyncio.client import ClientConnection
 
 from api.db import make_engine, make_session_factory
 from api.items import messages
-from tests.client import Api, User, ready
-from tests.e2e.support import (
+from tests.servers import LiveServer
+from tests.support import (
+    Api,
+    User,
     history,
     message_frame,
     messages_through,
+    next_messages,
     of_type,
     ping_barrier,
-    read_until,
+    ready,
     ready_frame,
     started,
 )
-from tests.servers import LiveServer
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -117,19 +118,21 @@ async def test_leading_zeros_are_a_valid_since(api: Api) -> None:
 
 
 async def test_resume_after_a_disconnect_loses_nothing(api: Api) -> None:
+    """The client's channel: read, close, miss some messages, resume from its last seq."""
     owner = await api.user()
     item = await api.item(owner)
-    ws, _ = await ready(api.server, item, owner.token)
-    async with ws:
-        for n in range(1, 4):
+    async with api.client(owner) as client:
+        async with client.channel(item, since=0) as channel:
+            for n in range(1, 4):
+                await api.post(owner, item, n)
+            assert [m["data"] for m in await next_messages(channel, 3)] == [1, 2, 3]
+        for n in range(4, 9):
             await api.post(owner, item, n)
-        last_seen = (await messages_through(ws, 3))[-1]["seq"]
-    for n in range(4, 9):
-        await api.post(owner, item, n)
-    ws, hello = await resume(api, item, owner, last_seen)
-    async with ws:
-        assert hello == ready_frame(item, owner, "owner", 8, recovered=True)
-        assert [f["seq"] for f in await messages_through(ws, 8)] == [4, 5, 6, 7, 8]
+        async with client.channel(item, since=channel.last_seq) as resumed:
+            hello = ready_frame(item, owner, "owner", 8, recovered=True)
+            assert resumed.ready == {**hello, "batch": True}
+            stored = await next_messages(resumed, 5)
+            assert stored == await api.history(owner, item, after=3)
 
 
 # The race: sockets resuming while others publish, over REST and the channel.
@@ -144,23 +147,20 @@ async def _rest_publisher(
         acked.append((await api.post(user, item, {"rest": user.username, "n": n}))["seq"])
 
 
-async def _ws_publisher(
+async def _channel_publisher(
     api: Api, user: User, item: str, stop: asyncio.Event, acked: list[int]
 ) -> None:
-    """Publishes with up to 4 frames in flight until `stop`, then collects the last acks."""
-    ws, _ = await ready(api.server, item, user.token)
-    async with ws:
-        sent = received = 0
-        while not stop.is_set() or received < sent:
-            while not stop.is_set() and sent - received < 4:
-                sent += 1
-                await ws.send(
-                    json.dumps({"type": "publish", "data": {"ws": sent}, "ref": str(sent)})
-                )
-            frames = await read_until(ws, lambda f: f["type"] in ("ack", "error"))
-            assert frames[-1] == {"type": "ack", "ref": str(received + 1), "seq": frames[-1]["seq"]}
-            received += 1
-            acked.append(frames[-1]["seq"])
+    """Publishes through the client's channel, 4 publishes in flight (matched to their
+    acks by ref), until `stop`."""
+    async with api.client(user) as client, client.channel(item) as channel:
+
+        async def lane(name: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                acked.append(await channel.publish({"ws": user.username, "lane": name, "n": n}))
+
+        await asyncio.gather(*(lane(name) for name in range(4)))
 
 
 class Stream:
@@ -172,7 +172,7 @@ class Stream:
         args = (item, self.stop_event, self.acked)
         self.tasks = [
             *(asyncio.create_task(_rest_publisher(api, u, *args)) for u in rest),
-            *(asyncio.create_task(_ws_publisher(api, u, *args)) for u in ws),
+            *(asyncio.create_task(_channel_publisher(api, u, *args)) for u in ws),
         ]
 
     async def reach(self, count: int) -> int:

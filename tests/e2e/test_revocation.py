@@ -10,10 +10,11 @@ from contextlib import AbstractContextManager
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from tests.client import Api, User, channel_url, ready
-from tests.e2e.support import (
-    access_claims,
-    claims_of,
+from tests.servers import LiveServer
+from tests.support import (
+    Api,
+    User,
+    channel_url,
     closed,
     cookie_headers,
     error_frame,
@@ -25,15 +26,15 @@ from tests.e2e.support import (
     presence_frame,
     publish,
     read_until,
+    ready,
     ready_frame,
     ready_via,
     refreshed,
     reject,
-    sign,
     sleep_until,
     started,
 )
-from tests.servers import LiveServer
+from tests.tokens import access_claims, claims_of, sign
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 SESSION_REVOKED = (1008, "session revoked")

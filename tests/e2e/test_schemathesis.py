@@ -35,8 +35,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from tests.client import PASSWORD, unique
 from tests.servers import LiveServer
+from tests.support import PASSWORD, unique
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.client import Api, ready, recv_until
+from tests.support import Api, read_until, ready
 
 
 async def test_publish_over_websocket_is_acked_and_delivered(api: Api) -> None:
@@ -10,7 +10,7 @@ async def test_publish_over_websocket_is_acked_and_delivered(api: Api) -> None:
     async with ws:
         assert hello["last_seq"] == 0 and hello["role"] == "owner"
         await ws.send('{"type":"publish","data":{"n":1},"ref":"a"}')
-        ack = await recv_until(ws, "ack")
+        ack = (await read_until(ws, "ack"))[-1]
         assert ack == {"type": "ack", "ref": "a", "seq": 1}
-        message = await recv_until(ws, "message")
+        message = (await read_until(ws, "message"))[-1]
         assert message["seq"] == 1 and message["data"] == {"n": 1}

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.client import PASSWORD, unique
 from tests.processes import Worker
 from tests.servers import REDIS_URL, TEST_SECRET, Backend, postgres_database
+from tests.support import PASSWORD, unique
+from tests.tokens import WRONG_KEY, claims_of, sign
 
 CYCLES = 2000
 # Long enough for the database pool's connections and page caches to reach their
@@ -96,13 +96,11 @@ class Soak:
         )
         assert r.status_code == 201, r.text
         self.item = r.json()["id"]
-        claims = jwt.decode(self.token, options={"verify_signature": False})
+        claims = claims_of(self.token)
         now = int(time.time())
         expired = {**claims, "jti": uuid.uuid4().hex, "iat": now - 120, "exp": now - 60}
-        self.expired = jwt.encode(expired, TEST_SECRET, algorithm="HS256")
-        self.forged = jwt.encode(
-            {**claims, "jti": uuid.uuid4().hex}, "x" * 40 + "forged", algorithm="HS256"
-        )
+        self.expired = sign(expired)
+        self.forged = sign({**claims, "jti": uuid.uuid4().hex}, key=WRONG_KEY)
 
     async def _login(self) -> tuple[str, str, str]:
         username = unique("soak")

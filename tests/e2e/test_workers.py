@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from api.client import Client, HTTPError
 from api.db import make_engine, make_session_factory
 from api.items import messages
-from tests.client import PASSWORD, closed_with, recv, unique
 from tests.processes import Worker
 from tests.servers import POSTGRES_URL, REDIS_URL, TEST_SECRET, free_port, postgres_database
+from tests.support import PASSWORD, closed, next_messages, recv, transport, unique
 
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_URL), reason="needs TEST_POSTGRES_URL and TEST_REDIS_URL"
@@ -53,21 +54,29 @@ def workers(tmp: Path, count: int = 2, broker_url: str = "") -> Iterator[list[Wo
 class Session:
     """A user logged in through one worker."""
 
-    def __init__(self, worker: Worker, body: dict[str, Any]) -> None:
+    def __init__(self, worker: Worker, username: str, token: str) -> None:
         self.worker = worker
-        self.token: str = body["access_token"]
-        self.username: str = body["user"]["username"]
+        self.token = token
+        self.username = username
         self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, worker: Worker | None = None) -> Client:
+        """The project's client, on `worker` (by default the one logged in through)."""
+        return Client(
+            (worker or self.worker).base, self.token, timeout=TIMEOUT, transport=transport()
+        )
 
 
 async def login(worker: Worker, username: str | None = None) -> Session:
     username = username or unique()
-    async with httpx.AsyncClient(base_url=worker.base, timeout=TIMEOUT) as http:
-        r = await http.post("/auth/register", json={"username": username, "password": PASSWORD})
-        assert r.status_code in (201, 409), r.text
-        r = await http.post("/auth/login", json={"username": username, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        return Session(worker, r.json())
+    async with Client(worker.base, timeout=TIMEOUT, transport=transport()) as client:
+        try:
+            await client.register(username, PASSWORD)
+        except HTTPError as exc:
+            if exc.status != 409:  # taken: the same user logging in again
+                raise
+        token = await client.login(username, PASSWORD)
+    return Session(worker, username, token["access_token"])
 
 
 async def rest(worker: Worker, method: str, path: str, who: Session, **kw: Any) -> httpx.Response:
@@ -93,41 +102,34 @@ async def messages_until(ws: ClientConnection, last_seq: int) -> list[int]:
 
 
 async def shared_item(owner: Session, *members: Session) -> str:
-    r = await rest(owner.worker, "POST", "/items", owner, json={"name": "shared"})
-    assert r.status_code == 201, r.text
-    item = r.json()["id"]
-    for member in members:
-        r = await rest(
-            owner.worker,
-            "PUT",
-            f"/items/{item}/members/{member.username}",
-            owner,
-            json={"role": "writer"},
-        )
-        assert r.status_code == 200, r.text
-    return str(item)
+    async with owner.client() as client:
+        item = (await client.create_item("shared"))["id"]
+        for member in members:
+            await client.add_member(item, member.username, "writer")
+    return item
 
 
 async def test_messages_reach_every_worker_in_order_once(tmp_path: Path) -> None:
     with workers(tmp_path) as (w1, w2):
         alice, bob = await login(w1), await login(w2)
         item = await shared_item(alice, bob)
-        sockets = [await channel(w, item, who) for w in (w1, w2) for who in (alice, bob)]
-        try:
+        async with AsyncExitStack() as stack:
+            # Each user's channel on each worker, through the project's client.
+            channels = []
+            for worker in (w1, w2):
+                for who in (alice, bob):
+                    client = await stack.enter_async_context(who.client(worker))
+                    channels.append(await stack.enter_async_context(client.channel(item)))
 
             async def publish(via: Session, n: int) -> None:
-                for i in range(n):
-                    r = await rest(
-                        via.worker, "POST", f"/items/{item}/messages", via, json={"data": i}
-                    )
-                    assert r.status_code == 201
+                async with via.client() as client:
+                    for i in range(n):
+                        await client.post_message(item, i)
 
             await asyncio.gather(publish(alice, 30), publish(bob, 30))
-            for ws in sockets:
-                assert await messages_until(ws, 60) == list(range(1, 61))
-        finally:
-            for ws in sockets:
-                await ws.close()
+            for channel_ in channels:
+                seqs = [m["seq"] for m in await next_messages(channel_, 60, TIMEOUT)]
+                assert seqs == list(range(1, 61))
 
 
 async def test_presence_counts_users_across_workers(tmp_path: Path) -> None:
@@ -176,12 +178,12 @@ async def test_logout_and_removal_close_sockets_on_other_workers(tmp_path: Path)
         bobs_socket = await channel(w2, item, bob)
         r = await rest(w1, "DELETE", f"/items/{item}/members/{bob.username}", alice)
         assert r.status_code == 204
-        assert await closed_with(bobs_socket) == (1008, "forbidden")
+        assert await closed(bobs_socket) == (1008, "forbidden")
 
         alices_socket = await channel(w2, item, alice)
         r = await rest(w1, "POST", "/auth/logout", alice)
         assert r.status_code == 204
-        assert await closed_with(alices_socket) == (1008, "session revoked")
+        assert await closed(alices_socket) == (1008, "session revoked")
 
 
 async def test_a_message_whose_publish_was_lost_still_arrives(tmp_path: Path) -> None:

@@ -8,12 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from api.client import Backoff, Client
-from tests.client import PASSWORD, unique
+from api.client import Client
 from tests.servers import LiveServer
-
-# Reconnect fast in tests; the jitter stays.
-FAST = Backoff(initial=0.05, maximum=0.5)
+from tests.support import FAST, PASSWORD, unique
 
 NewClient = Callable[..., Awaitable[Client]]
 

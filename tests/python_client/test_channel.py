@@ -102,8 +102,8 @@ async def test_a_reader_publishing_gets_publish_error_forbidden(new_client: NewC
 
 async def test_rate_limited_publishes_raise_publish_error(make_server: Any) -> None:
     from api.client import Client
-    from tests.client import PASSWORD, unique
     from tests.python_client.conftest import FAST
+    from tests.support import PASSWORD, unique
 
     server: LiveServer
     with make_server(ws_publish_rate=1, ws_publish_burst=2) as server:

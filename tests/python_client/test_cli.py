@@ -69,7 +69,7 @@ async def test_listen_prints_json_lines_and_publish_prints_the_seq(
 async def test_username_and_password_from_the_environment(
     server: LiveServer, new_client: NewClient
 ) -> None:
-    from tests.client import PASSWORD, unique
+    from tests.support import PASSWORD, unique
 
     alice = await new_client(login=False)
     name = unique()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from api.client import Client, Message
-from tests.client import PASSWORD, unique
 from tests.processes import Worker
 from tests.python_client.conftest import FAST, NewClient, Proxy, me, until
 from tests.servers import TEST_SECRET, free_port
+from tests.support import PASSWORD, unique
 
 
 async def collect(channel: object, last: int) -> list[Message]:

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from api.client import Client, Message, NotRecovered, ProtocolError
-from tests.client import PASSWORD, unique
 from tests.python_client.conftest import FAST
 from tests.servers import LiveServer
+from tests.support import PASSWORD, unique
 
 
 async def test_pruned_history_raises_not_recovered_then_continues(

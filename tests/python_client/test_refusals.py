@@ -6,13 +6,12 @@ import asyncio
 import time
 from typing import Any
 
-import jwt
 import pytest
 
 from api.client import ChannelRefused, Client, PublishError
-from api.client.refresh import claims_of
 from tests.python_client.conftest import FAST, NewClient, me
-from tests.servers import TEST_SECRET, LiveServer
+from tests.servers import LiveServer
+from tests.tokens import claims_of, sign
 
 
 async def refusal(client: Client, item_id: str) -> ChannelRefused:
@@ -24,7 +23,7 @@ async def refusal(client: Client, item_id: str) -> ChannelRefused:
 
 def resigned(token: str, **changes: Any) -> str:
     """The token's claims with `changes`, signed with the test server's key."""
-    return jwt.encode({**claims_of(token), **changes}, TEST_SECRET, algorithm="HS256")
+    return sign({**claims_of(token), **changes})
 
 
 async def test_each_handshake_refusal_names_its_reason(

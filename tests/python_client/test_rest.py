@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from api.client import Client, HTTPError, ServerUnavailable
-from tests.client import PASSWORD, unique
 from tests.python_client.conftest import FAST, NewClient, me
 from tests.servers import LiveServer, free_port
+from tests.support import PASSWORD, unique
 
 
 async def test_identity_calls(server: LiveServer) -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from api.client import ChannelRefused, Client
 from api.client.channel import Channel
-from tests.client import PASSWORD, unique
 from tests.python_client.conftest import FAST, until
 from tests.servers import LiveServer
+from tests.support import PASSWORD, unique
 
 TTL = 3  # seconds: ACCESS_TOKEN_TTL of these tests' server
 

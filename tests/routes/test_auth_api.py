@@ -11,8 +11,9 @@ import httpx
 import jwt
 import pytest
 
-from tests.client import PASSWORD, Api, User, unique
 from tests.servers import LiveServer
+from tests.support import PASSWORD, Api, User, unique
+from tests.tokens import WRONG_KEY, claims_of, sign
 
 ACCESS_TOKEN_TTL = 900
 WS_TICKET_TTL = 60
@@ -35,10 +36,6 @@ def assert_401(r: httpx.Response) -> None:
     assert r.status_code == 401, r.text
     assert r.headers.get("www-authenticate") == "Bearer"
     assert "detail" in r.json()
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    return jwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
 
 
 def cookie_attributes(set_cookie: str) -> tuple[str, str, dict[str, str]]:
@@ -307,7 +304,7 @@ async def test_missing_or_bad_credentials_are_401(
 
 async def test_token_signed_with_another_key_is_401(api: Api) -> None:
     user = await api.user()
-    forged = jwt.encode(claims_of(user.token), "another-key-" * 4, algorithm="HS256")
+    forged = sign(claims_of(user.token), key=WRONG_KEY)
     assert_401(await api.http.get("/auth/me", headers=bearer(forged)))
 
 

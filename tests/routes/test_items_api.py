@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.client import Api, User, unique
+from tests.support import Api, User, unique
 
 ITEM_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ISO_Z_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")

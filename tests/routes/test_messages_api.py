@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.client import Api, User, unique
 from tests.servers import LiveServer
+from tests.support import Api, User, unique
 
 MESSAGE_KEYS = {"item_id", "seq", "sender", "data", "ts"}
 ISO_Z_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")

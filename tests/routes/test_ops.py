@@ -12,8 +12,8 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.client import Api, channel_url, ready, recv_until, rejection
 from tests.servers import LiveServer
+from tests.support import Api, channel_url, read_until, ready, reject
 
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "asyncapi-3.0.0.schema.json"
 
@@ -54,12 +54,13 @@ async def test_metrics_count_sockets_messages_and_refusals(api: Api) -> None:
     ws, _ = await ready(api.server, item, owner.token)
     async with ws:
         await ws.send('{"type":"publish","data":1}')
-        await recv_until(ws, "message")
+        await read_until(ws, "message")
         during = (await api.http.get("/metrics")).text
         assert metric(during, "item_channels_open_sockets") >= 1
     refused = metric(before, "item_channels_sockets_refused_total", '{reason="invalid token"}')
 
-    assert await rejection(channel_url(api.server, item, token="nope")) == (1008, "invalid token")
+    code, reason, _ = await reject(channel_url(api.server, item, token="nope"))
+    assert (code, reason) == (1008, "invalid token")
     after = (await api.http.get("/metrics")).text
     assert (
         metric(after, "item_channels_messages_stored_total")

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
 from playwright.async_api import Browser, BrowserContext, Page, WebSocket, expect
 
-from tests.client import PASSWORD
 from tests.processes import ROOT
+from tests.support import PASSWORD
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 20_000
@@ -133,10 +132,6 @@ class Tab:
         path = SCREENSHOTS / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=True)
         return path
-
-
-def claims(token: str) -> dict[str, Any]:
-    return jwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
 
 
 def token_of(url: str) -> str:

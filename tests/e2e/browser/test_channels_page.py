@@ -13,10 +13,10 @@ pytest.importorskip("playwright.async_api", reason="playwright is not installed"
 
 from playwright.async_api import expect
 
-from tests.client import PASSWORD, Api, unique
-from tests.e2e.browser.pages import Tab, claims, token_of
-from tests.e2e.support import started
+from tests.e2e.browser.pages import Tab, token_of
 from tests.servers import LiveServer
+from tests.support import PASSWORD, Api, started, unique
+from tests.tokens import claims_of
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -77,7 +77,7 @@ async def test_two_users_chat_and_see_each_other_online(browser: Any, server: Li
         channel_sockets = [u for u in alice.sockets + bob.sockets if f"/items/{item_id}/ws" in u]
         assert channel_sockets
         for url in channel_sockets:
-            ticket = claims(token_of(url))
+            ticket = claims_of(token_of(url))
             assert ticket["typ"] == "ticket"
             assert ticket["item_id"] == item_id
 

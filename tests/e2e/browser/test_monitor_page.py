@@ -11,8 +11,9 @@ pytest.importorskip("playwright.async_api", reason="playwright is not installed"
 
 from playwright.async_api import expect
 
-from tests.client import Api
-from tests.e2e.browser.pages import Tab, claims, token_of
+from tests.e2e.browser.pages import Tab, token_of
+from tests.support import Api
+from tests.tokens import claims_of
 
 AT_LEAST_THREE = re.compile(r"^([3-9]|[1-9][0-9]+)$")
 AT_LEAST_TEN = re.compile(r"^[1-9][0-9]+$")
@@ -36,7 +37,7 @@ async def test_the_monitor_chart_receives_points(browser: Any, api: Api) -> None
         assert monitor_sockets
         for url in monitor_sockets:
             assert "interval=0.2" in url
-            ticket = claims(token_of(url))
+            ticket = claims_of(token_of(url))
             assert ticket["typ"] == "ticket"
             assert "item_id" not in ticket
         await expect(tab.page.locator("#charts")).to_have_attribute("data-points", AT_LEAST_TEN)

@@ -14,10 +14,10 @@ pytest.importorskip("playwright.async_api", reason="playwright is not installed"
 
 from playwright.async_api import expect
 
-from tests.client import PASSWORD, unique
 from tests.e2e.browser.pages import RECONNECT_TIMEOUT_MS, Tab
 from tests.processes import Worker
 from tests.servers import TEST_SECRET
+from tests.support import PASSWORD, unique
 
 
 async def rest_user(http: httpx.AsyncClient, username: str) -> dict[str, str]:
