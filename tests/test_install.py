@@ -21,8 +21,8 @@ from alembic.script import ScriptDirectory
 from websockets.sync.client import connect
 
 from api import __version__, migrate
-from tests.client import PASSWORD
 from tests.servers import free_port
+from tests.support import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.network, pytest.mark.timeout(600)]

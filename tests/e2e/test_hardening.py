@@ -24,16 +24,6 @@ from websockets.exceptions import InvalidStatus
 from api.cache import TTLCache
 from api.config import Settings
 from api.server import HeadLimits, origin_warning, protocol_with
-from tests.client import (
-    PASSWORD,
-    Api,
-    closed_with,
-    ready,
-    recv,
-    recv_until,
-    rejection,
-    unique,
-)
 from tests.e2e.test_workers import login, shared_item, workers
 from tests.processes import Worker
 from tests.servers import (
@@ -44,6 +34,16 @@ from tests.servers import (
     LiveServer,
     free_port,
     settings_for,
+)
+from tests.support import (
+    PASSWORD,
+    Api,
+    closed,
+    read_until,
+    ready,
+    recv,
+    reject,
+    unique,
 )
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
@@ -124,7 +124,7 @@ async def test_no_worker_brings_back_a_session_revoked_on_another(tmp_path: Path
                 await asyncio.sleep(0)
                 async with httpx.AsyncClient(base_url=w1.base, timeout=30) as other:
                     assert (await other.post("/auth/logout", headers=headers)).status_code == 204
-                assert await closed_with(signal) == (1008, "session revoked")
+                assert await closed(signal) == (1008, "session revoked")
                 await asyncio.gather(*readers)
                 assert (await http.get("/auth/me", headers=headers)).status_code == 401
 
@@ -225,10 +225,10 @@ async def test_deep_json_and_big_integers_get_bad_request_on_a_socket_that_stays
     ws, _ = await ready(server, item, owner.token)
     async with ws:
         await ws.send(f'{{"type":"publish","ref":"r","data":{data}}}')
-        frame = await recv_until(ws, "error")
+        frame = await read_until(ws, "error")
         assert frame["code"] == "bad_request", frame
         await ws.send('{"type":"publish","ref":"ok","data":1}')
-        assert (await recv_until(ws, "ack"))["ref"] == "ok"
+        assert (await read_until(ws, "ack"))["ref"] == "ok"
     r = await api.http.get(f"/items/{item}/messages", headers=owner.headers)
     assert [m["data"] for m in r.json()] == [1]
 
@@ -525,7 +525,7 @@ async def test_two_session_cookies_are_refused(server: LiveServer, api: Api) -> 
             r = await http.get("/auth/me", headers={"Cookie": cookie})
             assert r.status_code == 401, cookie
     url = f"{server.ws_url}/items/{await api.item(user)}/ws"
-    code, reason = await rejection(
+    code, reason, _ = await reject(
         url,
         additional_headers={"Cookie": f"session={user.cookie}; session=planted"},
         origin=server.base_url,

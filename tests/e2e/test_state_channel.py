@@ -16,8 +16,6 @@ from websockets.asyncio.client import ClientConnection
 
 from api.db import make_engine, make_session_factory
 from api.items.state import Change, StoredState, apply_many
-from tests.client import Api, User, closed_with, ready, recv, recv_until
-from tests.e2e.support import error_frame
 from tests.servers import (
     POSTGRES_URL,
     REDIS_URL,
@@ -26,6 +24,7 @@ from tests.servers import (
     postgres_database,
     settings_for,
 )
+from tests.support import Api, User, closed, error_frame, read_until, ready, recv
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 STATE = {"state": "1"}
@@ -76,7 +75,7 @@ async def next_state(ws: ClientConnection) -> dict[str, Any]:
     kept = _skipped.get(id(ws))
     if kept:
         return kept.pop(0)
-    return await recv_until(ws, "state")
+    return await read_until(ws, "state")
 
 
 def add(path: str, value: Any) -> dict[str, Any]:
@@ -97,7 +96,7 @@ async def test_the_snapshot_comes_right_after_ready(api: Api) -> None:
         }
         # Then every change, with its sender, in version order.
         await rest_patch(api, owner, item, add("/b", 2))
-        changed = await recv_until(ws, "state")
+        changed = await read_until(ws, "state")
         assert changed == {
             "type": "state",
             "item_id": item,
@@ -116,7 +115,7 @@ async def test_sockets_that_did_not_opt_in_get_no_state_frames(api: Api) -> None
     async with plain, off, watching:
         await snapshot(watching)
         await rest_patch(api, owner, item, add("/a", 1))
-        await recv_until(watching, "state")
+        await read_until(watching, "state")
         # The fan-out reached every socket of this process at once: a pong asked for now
         # comes after any state frame that would have been sent.
         for ws in (plain, off):
@@ -264,7 +263,7 @@ async def test_every_opted_in_socket_sees_every_version_in_order(api: Api) -> No
             versions = []
             last_state: Any = None
             while not versions or versions[-1] < final:
-                frame = await recv_until(ws, "state")
+                frame = await read_until(ws, "state")
                 versions.append(frame["version"])
                 last_state = frame["state"]
             assert versions == list(range(after + 1, final + 1))
@@ -285,7 +284,7 @@ async def test_a_removed_writer_is_closed_and_changes_nothing(api: Api) -> None:
         await snapshot(ws)
         r = await api.http.delete(f"/items/{item}/members/{writer.username}", headers=owner.headers)
         assert r.status_code == 204
-        assert await closed_with(ws) == (1008, "forbidden")
+        assert await closed(ws) == (1008, "forbidden")
     r = await api.http.post(
         f"/items/{item}/state", json={"ops": [add("/a", 1)]}, headers=writer.headers
     )

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.client import recv
 from tests.e2e.test_process import TIMEOUT, env, login, new_item, worker
 from tests.processes import Worker
+from tests.support import recv
 
 __all__ = ["env", "worker"]  # fixtures
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
@@ -40,6 +41,11 @@ def workers(tmp: Path, count: int = 2, broker_url: str = "") -> Iterator[list[Wo
             "SECRET_KEY": TEST_SECRET,
             "VAR_DIR": str(tmp),
             "GAP_CHECK_INTERVAL": "0.5",
+            # Many tests register from one address; the limits have tests of their own.
+            "REGISTRATIONS_PER_ADDRESS": "100000",
+            "LOGIN_FAILURES_PER_ADDRESS": "100000",
+            # The workers of one test share their counts, and no other server's.
+            "RATE_LIMIT_KEY_PREFIX": f"ic-test-{uuid.uuid4().hex[:12]}",
         }
         started: list[Worker] = []
         try:

@@ -20,8 +20,8 @@ from api.items import service
 from api.items.state import Change, StoredState, TooLarge, apply_many, read_state
 from api.kinds import Conflict, Illegal, Invalid
 from api.models import Role, StateChange, User
-from tests.client import unique
 from tests.servers import POSTGRES_URL, postgres_database
+from tests.support import unique
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.client import Api
+from tests.support import Api
 
 PARSER = "@asyncapi/parser@3.6.6"
 SCRIPT = Path(__file__).with_name("parse_asyncapi.cjs")

@@ -4,7 +4,7 @@ close code with its reason."""
 from __future__ import annotations
 
 from api.realtime import protocol
-from tests.client import Api
+from tests.support import Api
 
 CLOSE_REASONS = {
     protocol.MISSING_CREDENTIALS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.client import Api
+from tests.support import Api
 
 
 async def test_security_schemes_are_declared(api: Api) -> None:

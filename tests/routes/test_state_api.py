@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.client import Api, User
 from tests.servers import LiveServer
+from tests.support import Api, User
 
 MakeServer = Callable[..., AbstractContextManager[LiveServer]]
 

@@ -15,8 +15,8 @@ pytest.importorskip("playwright.async_api", reason="playwright is not installed"
 
 from playwright.async_api import Request, expect
 
-from tests.client import PASSWORD, Api
 from tests.e2e.browser.pages import Tab
+from tests.support import PASSWORD, Api
 
 
 async def test_authorize_in_docs_then_call_auth_me(browser: Any, api: Api) -> None:

@@ -11,9 +11,9 @@ pytest.importorskip("playwright.async_api", reason="playwright is not installed"
 
 from playwright.async_api import expect
 
-from tests.client import Api, unique
 from tests.e2e.browser.pages import Tab
 from tests.servers import LiveServer
+from tests.support import Api, unique
 
 
 def cell(tab: Tab, n: int) -> Any:
