@@ -15,7 +15,7 @@ from starlette.exceptions import WebSocketException
 from starlette.websockets import WebSocketState
 
 from api import metrics, migrate
-from api.asgi import KeepServerSend
+from api.asgi import ServeAfterHandshake
 from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
 from api.auth.throttle import FailureThrottle
@@ -24,17 +24,17 @@ from api.cache import TTLCache
 from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory
-from api.deps import Runtime
-from api.items.feed import StoreFeed
+from api.items.feed import AccessAudit, StoreFeed
 from api.items.service import Access
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
-from api.realtime import protocol
-from api.realtime.broker import broker_from_url
+from api.realtime import control, protocol
+from api.realtime.backends import broker_from_url, presence_from_url
 from api.realtime.hub import Hub
-from api.realtime.presence import presence_for
 from api.routes import auth, channel, items, monitor, ops, pages
+from api.runtime import Runtime
+from api.stats import StatsFeed
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,10 +59,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         codec = TokenCodec(signing_key, settings.jwt_algorithm, settings.jwt_leeway)
         broker = broker_from_url(settings.broker_url)
         await broker.start()
-        presence = presence_for(settings.broker_url)
+        presence = presence_from_url(settings.broker_url)
         await presence.start()
-        hub = Hub(broker, presence, StoreFeed(session_factory), settings.gap_check_interval)
-        await hub.start()
+        hub = Hub(
+            broker,
+            presence,
+            StoreFeed(session_factory),
+            settings.gap_check_interval,
+            audit=AccessAudit(session_factory),
+            presence_tick=settings.presence_tick,
+        )
         writer = MessageWriter(session_factory, hub, settings.message_retention)
         await writer.start()
         resolver = CredentialResolver(
@@ -73,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             session_cache_ttl=settings.auth_cache_ttl,
         )
         access_cache: TTLCache[tuple[str, str], Access] = TTLCache(settings.auth_cache_ttl)
-        hub.on_revocation = partial(evict, resolver, access_cache)
+        hub.control.listen(partial(evict, resolver, access_cache))
+        await hub.start()
+        stats = StatsFeed()
+        stats.start()
         app.state.runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -90,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             login_throttle_address=FailureThrottle(
                 settings.login_failures_per_address, settings.login_failure_window
             ),
+            stats=stats,
         )
         if settings.tune_gc:
             tune_collector()
@@ -97,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await writer.stop()
+            await stats.stop()
             await hub.stop()
             await presence.close()
             await broker.close()
@@ -112,10 +123,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
     app.add_middleware(BodyLimit, limit=body_limit)
     app.add_middleware(KeepEncodedSlashes)
-    app.add_middleware(KeepServerSend)  # outermost: it must see the server's own `send`
+    # Outermost: it serves accepted sockets after the app's call, on the server's own
+    # `receive` and `send`.
+    app.add_middleware(ServeAfterHandshake)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
-    app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
+    app.add_exception_handler(WebSocketException, reject_socket)
+    app.add_exception_handler(WebSocketRequestValidationError, reject_socket)
     for module in (auth, items, channel, ops, monitor, pages):
         app.include_router(module.router)
     return app
@@ -124,17 +137,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def evict(
     resolver: CredentialResolver,
     access_cache: TTLCache[tuple[str, str], Access],
-    command: dict[str, str],
+    command: control.Command,
 ) -> None:
     """Keep the credential caches in step with revocations (local or remote)."""
-    op = command.get("op")
-    if op == "session":
-        resolver.forget_session(command["sid"])
-    elif op in ("member", "role"):
-        access_cache.pop((command["item"], command["user"]))
-    elif op == "item":
-        access_cache.drop_where(lambda key: key[0] == command["item"])
-    elif op == "all":  # the broker was away: anything may have been missed
+    if isinstance(command, control.SessionRevoked):
+        resolver.forget_session(command.session_id)
+    elif isinstance(command, control.MemberRevoked | control.RoleChanged):
+        access_cache.pop((command.item_id, command.user_id))
+    elif isinstance(command, control.ItemDeleted):
+        item_id = command.item_id
+        access_cache.drop_where(lambda key: key[0] == item_id)
+    elif isinstance(command, control.Resync):  # the broker was away: anything may be stale
         resolver.forget_all_sessions()
         access_cache.clear()
 

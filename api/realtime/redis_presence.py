@@ -132,7 +132,7 @@ class RedisPresence:
     async def users(self, item_id: str) -> list[str]:
         assert self.client is not None
         names = await self.client.hkeys(P + item_id)
-        return sorted(n.decode() for n in names)
+        return sorted(_text(n) for n in names)
 
     async def resync(self) -> None:
         """Rewrite this worker's share from its own sockets (after Redis came back)."""
@@ -159,7 +159,7 @@ class RedisPresence:
             try:
                 await self.client.set(ALIVE + self.worker, b"1", ex=DEAD_AFTER)
                 for raw in await self.client.smembers(WORKERS):
-                    worker = raw.decode()
+                    worker = _text(raw)
                     if worker != self.worker and not await self.client.exists(ALIVE + worker):
                         log.warning("reaping presence of a dead worker")
                         await self._reap_worker(worker, announce=True)
@@ -168,3 +168,8 @@ class RedisPresence:
             except (RedisError, OSError) as exc:
                 log.warning("presence heartbeat failed (%s)", type(exc).__name__)
             await asyncio.sleep(HEARTBEAT)
+
+
+def _text(value: bytes | str) -> str:
+    # The client answers bytes unless created with `decode_responses`.
+    return value.decode() if isinstance(value, bytes) else value

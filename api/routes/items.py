@@ -8,13 +8,13 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
-from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
+from api.deps import CurrentUser, DbDep, RuntimeDep
 from api.errors import Conflict, Forbidden, NotFound
 from api.items import messages, service
+from api.items.access import cached_access
 from api.models import Role
+from api.patterns import ITEM_ID_PATTERN, USERNAME_PATTERN
 from api.routes.schemas import (
-    ITEM_ID_PATTERN,
-    USERNAME_PATTERN,
     ItemIn,
     ItemOut,
     MemberIn,
@@ -86,7 +86,7 @@ async def list_members(item_id: ItemIdPath, principal: CurrentUser, db: DbDep) -
         rows = await service.list_members(db, item_id, principal.user_id)
     except NotFound as exc:
         raise http_error(exc) from exc
-    return [MemberOut(username=name, role=role) for name, role in rows]  # type: ignore[arg-type]
+    return [MemberOut(username=name, role=role) for name, role in rows]
 
 
 @router.put("/{item_id}/members/{username}")
@@ -173,7 +173,9 @@ async def post_message(
 ) -> Response:
     """Publish a message (owner and writers); stored, then delivered to every socket."""
     try:
-        standing = await cached_access(runtime, item_id, principal.user_id)
+        standing = await cached_access(
+            runtime.access_cache, runtime.session_factory, item_id, principal.user_id
+        )
         if not standing.can_publish:
             raise Forbidden("readers cannot publish")
     except (NotFound, Forbidden) as exc:
