@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -41,7 +42,7 @@ def serve(args: argparse.Namespace) -> None:
         ws_per_message_deflate=settings.ws_compression,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
 
 

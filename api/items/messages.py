@@ -6,9 +6,10 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import orjson
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Table, and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
@@ -21,9 +22,9 @@ log = logging.getLogger(__name__)
 MAX_SEQ = 2**31 - 1
 # The storing path runs Core statements on the tables: the ORM's bulk INSERT and
 # UPDATE machinery cost more per message than the database did (py-spy, publish bench).
-_items = Item.__table__
+_items = cast(Table, Item.__table__)
 _members = Membership.__table__
-_messages = Message.__table__
+_messages = cast(Table, Message.__table__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,7 +51,7 @@ async def create_item(db: AsyncSession, owner_id: str, name: str, item_id: str |
     return ItemView(item.id, item.name, owner or "", item.created_at)
 
 
-def _item_views():  # type: ignore[no-untyped-def]
+def _item_views() -> Select[str, str, str, datetime]:
     return select(Item.id, Item.name, User.username, Item.created_at).join(
         User, User.id == Item.owner_id
     )
