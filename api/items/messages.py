@@ -105,6 +105,7 @@ async def store_many(
             results.append(NotFound("item not found"))  # until numbered below
             by_item.setdefault(draft.item_id, []).append(index)
     rows: list[dict[str, object]] = []
+    prune: list[tuple[str, int]] = []
     for item_id in sorted(by_item):
         indexes = by_item[item_id]
         last = await db.scalar(
@@ -123,13 +124,14 @@ async def store_many(
                 {"item_id": item_id, "seq": seq, "sender": msg.sender, "data": msg.data, "ts": ts}
             )
         if retention:
-            await db.execute(
-                delete(_messages).where(
-                    _messages.c.item_id == item_id, _messages.c.seq <= last - retention
-                )
-            )
+            prune.append((item_id, last - retention))
     if rows:
         await db.execute(insert(_messages), rows)
+    # After the insert: a group larger than the retention is pruned as well.
+    for item_id, upto in prune:
+        await db.execute(
+            delete(_messages).where(_messages.c.item_id == item_id, _messages.c.seq <= upto)
+        )
     await db.commit()
     metrics.MESSAGES_STORED.inc(len(rows))
     return results
