@@ -36,14 +36,16 @@ class ServeAfterHandshake:
             await self.app(scope, receive, send)
             return
         handoff = Handoff()
-        given = set(scope)
+        given = dict(scope)
         scope[SCOPE_KEY] = handoff
         await self.app(scope, receive, send)
         serve, handoff.serve = handoff.serve, None
-        # The server keeps the scope for the socket's life: drop what was added to it.
-        for key in [key for key in scope if key not in given]:
-            del scope[key]
         if serve is not None:
+            # The server keeps the scope for the socket's life: drop what routing and
+            # dependency injection added to it (rebuilt, as a dict never shrinks).
+            scope.clear()
+            scope.update(given)
+            del given, handoff
             await serve(receive, send)
 
 

@@ -63,8 +63,8 @@ async def _serve(
     outbox = outbox_for(connection, runtime, principal, item_id, channel.batch)
     session = ChannelSession(runtime, principal, outbox)
     connection.watch(outbox, session.closing)
-    context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
-    log.info("channel open", extra=context)
+    conn_id = secrets.token_hex(6)
+    log.info("channel open", extra=_context(conn_id, principal, item_id))
     metrics.OPEN_SOCKETS.inc()
     try:
         # Attached: every revocation and message from now on reaches this socket, and
@@ -79,13 +79,21 @@ async def _serve(
         closing = outbox.closing
         log.info(
             "channel closed",
-            extra={**context, "close_code": closing.code if closing else None},
+            extra={
+                **_context(conn_id, principal, item_id),
+                "close_code": closing.code if closing else None,
+            },
         )
         metrics.OPEN_SOCKETS.dec()
         session.disarm_deadlines()
         hub.detach(outbox)
         with contextlib.suppress(Exception):
             await hub.leave(outbox)
+
+
+def _context(conn_id: str, principal: Principal, item_id: str) -> dict[str, str]:
+    # Built when logged: a dict kept for each socket's life costs memory.
+    return {"conn_id": conn_id, "user_id": principal.user_id, "item_id": item_id}
 
 
 async def _start(
@@ -136,15 +144,21 @@ def _ready_frame(
 class ChannelSession(SocketSession):
     """An item socket's frames: publishes besides what every socket takes."""
 
+    __slots__ = ("_bucket", "_inflight")
+
     def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
         super().__init__(runtime, principal, outbox)
-        settings = runtime.settings
-        self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+        # Made by the first publish, like the queue of publishes in flight.
+        self._bucket: TokenBucket | None = None
         # Made by the first publish: most sockets never publish.
         self._inflight: deque[asyncio.Future[StoredMessage]] | None = None
 
     async def publish(self, frame: protocol.PublishFrame) -> None:
-        if not self._bucket.take():
+        bucket = self._bucket
+        if bucket is None:
+            settings = self.runtime.settings
+            bucket = self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+        if not bucket.take():
             self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
             return
         inflight = self._inflight

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
-from api.deps import CurrentUser, DbDep, RuntimeDep
+from api.deps import CurrentUser, DbDep, HubDep, RuntimeDep
 from api.errors import Conflict, Forbidden, NotFound
 from api.items import messages, service
 from api.items.access import cached_access
@@ -68,15 +68,13 @@ async def get_item(item_id: ItemIdPath, principal: CurrentUser, db: DbDep) -> It
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_item(
-    item_id: ItemIdPath, principal: CurrentUser, runtime: RuntimeDep, db: DbDep
-) -> None:
+async def delete_item(item_id: ItemIdPath, principal: CurrentUser, hub: HubDep, db: DbDep) -> None:
     """Delete an item, its members and messages (owner); its sockets close."""
     try:
         await service.delete_item(db, item_id, principal.user_id)
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
-    await runtime.hub.revoke_item(item_id)
+    await hub.revoke_item(item_id)
 
 
 @router.get("/{item_id}/members")
@@ -95,7 +93,7 @@ async def put_member(
     username: UsernamePath,
     body: MemberIn,
     principal: CurrentUser,
-    runtime: RuntimeDep,
+    hub: HubDep,
     db: DbDep,
 ) -> MemberOut:
     """Add a member or change their role (owner)."""
@@ -105,7 +103,7 @@ async def put_member(
         )
     except (NotFound, Forbidden, Conflict) as exc:
         raise http_error(exc) from exc
-    await runtime.hub.role_changed(item_id, member_id)
+    await hub.role_changed(item_id, member_id)
     return MemberOut(username=username, role=body.role)
 
 
@@ -114,7 +112,7 @@ async def delete_member(
     item_id: ItemIdPath,
     username: UsernamePath,
     principal: CurrentUser,
-    runtime: RuntimeDep,
+    hub: HubDep,
     db: DbDep,
 ) -> None:
     """Remove a member (owner); their sockets on the item close with 1008 `forbidden`."""
@@ -122,7 +120,7 @@ async def delete_member(
         member_id = await service.remove_member(db, item_id, principal.user_id, username)
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
-    await runtime.hub.revoke_member(item_id, member_id)
+    await hub.revoke_member(item_id, member_id)
 
 
 async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
@@ -210,14 +208,14 @@ async def get_messages(
 
 @router.get("/{item_id}/presence")
 async def get_presence(
-    item_id: ItemIdPath, principal: CurrentUser, runtime: RuntimeDep, db: DbDep
+    item_id: ItemIdPath, principal: CurrentUser, hub: HubDep, db: DbDep
 ) -> PresenceOut:
     """Users with an open socket on the item, sorted by username."""
     try:
         await service.access(db, item_id, principal.user_id)
     except NotFound as exc:
         raise http_error(exc) from exc
-    users = await runtime.hub.presence.users(item_id)
+    users = await hub.presence.users(item_id)
     return PresenceOut(count=len(users), users=users)
 
 

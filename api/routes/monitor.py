@@ -39,6 +39,8 @@ def parse_interval(raw: str | None) -> float:
 
 
 class MonitorSession(SocketSession):
+    __slots__ = ()
+
     async def publish(self, frame: protocol.PublishFrame) -> None:
         self.error(protocol.BAD_REQUEST, "the monitor takes no publish", frame.ref)
 

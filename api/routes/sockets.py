@@ -51,6 +51,9 @@ def refusal_code(exc: AuthFailure) -> str:
 class SocketSession:
     """A client's frames on an accepted socket; `publish` is the channel's to answer."""
 
+    # One per open socket: no instance dict.
+    __slots__ = ("_deadline", "_refreshes", "outbox", "principal", "runtime")
+
     def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
         self.runtime = runtime
         self.principal = principal
