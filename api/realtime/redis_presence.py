@@ -88,6 +88,7 @@ class RedisPresence:
         self.announce: Announce | None = None
         self._local: dict[int, tuple[str, str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self.client = redis_client(self.url)
@@ -97,10 +98,12 @@ class RedisPresence:
         self._task = asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A cancellation that lands inside a Redis command may be swallowed by the
+            # client's retries: the loop then ends on the flag, one beat later at most.
+            await asyncio.wait([self._task], timeout=HEARTBEAT + 1)
         if self.client is not None:
             # A clean stop leaves at once instead of waiting to be reaped.
             with contextlib.suppress(RedisError, OSError):
@@ -155,7 +158,7 @@ class RedisPresence:
 
     async def _heartbeat_forever(self) -> None:
         assert self.client is not None
-        while True:
+        while not self._closing:
             try:
                 await self.client.set(ALIVE + self.worker, b"1", ex=DEAD_AFTER)
                 for raw in await self.client.smembers(WORKERS):
