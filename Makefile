@@ -34,6 +34,7 @@ run: install
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Browser tests drive Debian's Chromium; as root with apt, install it when missing.
 browser:

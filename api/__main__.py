@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -56,7 +57,7 @@ def serve(args: argparse.Namespace) -> None:
         ws_per_message_deflate=settings.ws_compression,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         # httptools with limits on request heads and connections (api/server.py).
         http=PROTOCOL,
     )

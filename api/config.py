@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     ws_publish_burst: int = Field(200, ge=1)
     max_sockets_per_user: int = Field(64, ge=1)
     max_sockets_per_item: int = Field(20000, ge=1)
+    # `refresh` frames per second per socket on average, and the burst allowed.
+    ws_refresh_rate: float = Field(1.0, gt=0)
+    ws_refresh_burst: int = Field(10, ge=1)
+    # Presence changes on an item are announced once per tick, as their net change.
+    presence_tick: float = Field(0.1, gt=0, le=10)
     login_failures_per_username: int = Field(5, ge=1)
     login_failures_per_address: int = Field(50, ge=1)
     login_failure_window: int = Field(60, ge=1)

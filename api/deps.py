@@ -8,51 +8,21 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketException, status
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from api.auth.credentials import (
-    CredentialResolver,
-    Principal,
-    presented_by_request,
-    presented_by_websocket,
-)
-from api.auth.security import TokenCodec
-from api.auth.throttle import FailureThrottle
-from api.cache import TTLCache
-from api.config import Settings
+from api.auth.credentials import Principal, presented_by_request, presented_by_websocket
 from api.errors import AuthFailure, NotFound
-from api.items import service
+from api.items.access import cached_access
 from api.items.service import Access
-from api.items.state_hub import StateHub
-from api.items.state_writer import StateWriter
 from api.items.writer import MessageWriter
 from api.patterns import ITEM_ID_RE
 from api.realtime import protocol
-from api.realtime.broker import Broker
 from api.realtime.hub import Hub
+from api.runtime import Runtime
 
 SINCE_RE = re.compile(r"[0-9]+")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-@dataclass
-class Runtime:
-    """Everything the lifespan builds, kept on `app.state.runtime`."""
-
-    settings: Settings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
-    codec: TokenCodec
-    resolver: CredentialResolver
-    broker: Broker
-    hub: Hub
-    writer: MessageWriter
-    access_cache: TTLCache[tuple[str, str], Access]
-    login_throttle_user: FailureThrottle
-    login_throttle_address: FailureThrottle
-    states: StateWriter
-    state_hub: StateHub
 
 
 async def get_runtime(conn: HTTPConnection) -> Runtime:
@@ -62,6 +32,26 @@ async def get_runtime(conn: HTTPConnection) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_hub(runtime: RuntimeDep) -> Hub:
+    return runtime.hub
+
+
+async def get_writer(runtime: RuntimeDep) -> MessageWriter:
+    return runtime.writer
+
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+WriterDep = Annotated[MessageWriter, Depends(get_writer)]
+
+
+async def handshake_epoch(runtime: RuntimeDep) -> int:
+    """The control plane's epoch before a socket's checks (see `Hub.attach`)."""
+    return runtime.hub.control.epoch
+
+
+EpochDep = Annotated[int, Depends(handshake_epoch)]
 
 
 async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
@@ -120,8 +110,12 @@ class ChannelAccess:
     batch: bool = False
 
 
-async def websocket_principal(websocket: WebSocket, runtime: RuntimeDep) -> Principal:
-    """The caller of a socket, or `ChannelRejected` naming the first failed check."""
+async def websocket_principal(
+    websocket: WebSocket, _epoch: EpochDep, runtime: RuntimeDep
+) -> Principal:
+    """The caller of a socket, or `ChannelRejected` naming the first failed check.
+
+    Depends on the epoch so that it is taken before any credential is read."""
     presented = presented_by_websocket(websocket)
     item_id = websocket.path_params.get("item_id")
     try:
@@ -135,22 +129,6 @@ async def websocket_principal(websocket: WebSocket, runtime: RuntimeDep) -> Prin
 SocketUser = Annotated[Principal, Depends(websocket_principal)]
 
 
-async def cached_access(runtime: Runtime, item_id: str, user_id: str) -> Access:
-    """The user's standing on the item (`NotFound` if none), cached for AUTH_CACHE_TTL.
-
-    Revocations evict it on every worker; storing a message checks the rights again
-    in its own transaction, so a stale entry never lets a removed member publish.
-    The session is a short one of its own: a dependency-scoped one would be held for
-    a socket's whole life and exhaust the pool.
-    """
-    standing = runtime.access_cache.get((item_id, user_id))
-    if standing is None:
-        async with runtime.session_factory() as db:
-            standing = await service.access(db, item_id, user_id)
-        runtime.access_cache.put((item_id, user_id), standing)
-    return standing
-
-
 async def channel_access(
     websocket: WebSocket, item_id: str, principal: SocketUser, runtime: RuntimeDep
 ) -> ChannelAccess:
@@ -158,7 +136,9 @@ async def channel_access(
     if not ITEM_ID_RE.fullmatch(item_id):
         raise ChannelRejected(protocol.FORBIDDEN)
     try:
-        standing = await cached_access(runtime, item_id, principal.user_id)
+        standing = await cached_access(
+            runtime.access_cache, runtime.session_factory, item_id, principal.user_id
+        )
     except NotFound as exc:
         raise ChannelRejected(protocol.FORBIDDEN) from exc
     raw_since = websocket.query_params.get("since")

@@ -17,30 +17,29 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.websockets import WebSocketState
 
 from api import __version__, metrics, migrate, openapi
-from api.asgi import KeepServerSend
+from api.asgi import ServeAfterHandshake
 from api.auth.attempts import AuthLimits, HashGate, default_concurrency, storage_for
 from api.auth.credentials import CredentialResolver, echoed_subprotocol
 from api.auth.security import TokenCodec, configure_password_hashing
-from api.auth.throttle import FailureThrottle
 from api.auth.tickets import ticket_consumer
 from api.cache import TTLCache
 from api.check_config import startup_problems
 from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory, prepare_sqlite
-from api.deps import Runtime
-from api.items.feed import StoreFeed
+from api.items.feed import AccessAudit, StoreFeed
 from api.items.service import Access
 from api.items.state_hub import StateHub
 from api.items.state_writer import StateWriter
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
-from api.realtime import protocol
-from api.realtime.broker import broker_from_url
+from api.realtime import control, protocol
+from api.realtime.backends import broker_from_url, presence_from_url
 from api.realtime.hub import Hub
-from api.realtime.presence import presence_for
 from api.routes import auth, channel, items, monitor, ops, pages, state
+from api.runtime import Runtime
+from api.stats import StatsFeed
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,10 +63,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         codec = TokenCodec(signing_key, settings.jwt_algorithm, settings.jwt_leeway)
         broker = broker_from_url(settings.broker_url)
         await broker.start()
-        presence = presence_for(settings.broker_url)
+        presence = presence_from_url(settings.broker_url)
         await presence.start()
-        hub = Hub(broker, presence, StoreFeed(session_factory), settings.gap_check_interval)
-        await hub.start()
+        hub = Hub(
+            broker,
+            presence,
+            StoreFeed(session_factory),
+            settings.gap_check_interval,
+            audit=AccessAudit(session_factory),
+            presence_tick=settings.presence_tick,
+        )
         writer = MessageWriter(session_factory, hub, settings.message_retention)
         await writer.start()
         state_hub = StateHub(broker, session_factory, settings.gap_check_interval)
@@ -87,30 +92,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             session_cache_ttl=settings.auth_cache_ttl,
         )
         access_cache: TTLCache[tuple[str, str], Access] = TTLCache(settings.auth_cache_ttl)
-        hub.on_revocation = partial(evict, resolver, access_cache)
-        app.state.runtime = Runtime(
-            settings=settings,
-            engine=engine,
-            session_factory=session_factory,
-            codec=codec,
-            resolver=resolver,
-            broker=broker,
-            hub=hub,
-            writer=writer,
-            access_cache=access_cache,
-            login_throttle_user=FailureThrottle(
-                settings.login_failures_per_username, settings.login_failure_window
-            ),
-            login_throttle_address=FailureThrottle(
-                settings.login_failures_per_address, settings.login_failure_window
-            ),
-            states=states,
-            state_hub=state_hub,
-        )
+        hub.control.listen(partial(evict, resolver, access_cache))
+        await hub.start()
+        stats = StatsFeed()
+        stats.start()
         limits_storage, close_limits = storage_for(
             settings.broker_url, settings.rate_limit_key_prefix
         )
-        app.state.auth_limits = AuthLimits(
+        auth_limits = AuthLimits(
             limits_storage,
             logins_per_username=settings.login_failures_per_username,
             logins_per_address=settings.login_failures_per_address,
@@ -122,6 +111,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.password_hash_queue,
             ),
         )
+        app.state.runtime = Runtime(
+            settings=settings,
+            engine=engine,
+            session_factory=session_factory,
+            codec=codec,
+            resolver=resolver,
+            broker=broker,
+            hub=hub,
+            writer=writer,
+            access_cache=access_cache,
+            auth_limits=auth_limits,
+            stats=stats,
+            states=states,
+            state_hub=state_hub,
+        )
         if settings.tune_gc:
             tune_collector()
         try:
@@ -131,6 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await close_limits()
             await states.stop()
             await state_hub.stop()
+            await stats.stop()
             await hub.stop()
             await presence.close()
             await broker.close()
@@ -150,10 +155,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.trusted_hosts:
         # Outside the routes: a request for another host is refused before any work.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
-    app.add_middleware(KeepServerSend)  # outermost: it must see the server's own `send`
+    # Outermost: it serves accepted sockets after the app's call, on the server's own
+    # `receive` and `send`.
+    app.add_middleware(ServeAfterHandshake)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(WebSocketException, reject_socket)  # type: ignore[arg-type]
-    app.add_exception_handler(WebSocketRequestValidationError, reject_socket)  # type: ignore[arg-type]
+    app.add_exception_handler(WebSocketException, reject_socket)
+    app.add_exception_handler(WebSocketRequestValidationError, reject_socket)
     routers = [module.router for module in (auth, items, state, channel, ops, monitor, pages)]
     for router in routers:
         app.include_router(router)
@@ -164,17 +171,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def evict(
     resolver: CredentialResolver,
     access_cache: TTLCache[tuple[str, str], Access],
-    command: dict[str, str],
+    command: control.Command,
 ) -> None:
     """Keep the credential caches in step with revocations (local or remote)."""
-    op = command.get("op")
-    if op == "session":
-        resolver.forget_session(command["sid"])
-    elif op in ("member", "role"):
-        access_cache.pop((command["item"], command["user"]))
-    elif op == "item":
-        access_cache.drop_where(lambda key: key[0] == command["item"])
-    elif op == "all":  # the broker was away: anything may have been missed
+    if isinstance(command, control.SessionRevoked):
+        resolver.forget_session(command.session_id)
+    elif isinstance(command, control.MemberRevoked | control.RoleChanged):
+        access_cache.pop((command.item_id, command.user_id))
+    elif isinstance(command, control.ItemDeleted):
+        item_id = command.item_id
+        access_cache.drop_where(lambda key: key[0] == item_id)
+    elif isinstance(command, control.Resync):  # the broker was away: anything may be stale
         resolver.forget_all_sessions()
         access_cache.clear()
 

@@ -41,7 +41,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     },
 }
 # Any one of them will do.
-SECURITY = [{name: []} for name in SECURITY_SCHEMES]
+SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
@@ -67,7 +67,7 @@ def build(app: FastAPI, routers: Iterable[APIRouter]) -> dict[str, Any]:
         routes = [route for router in routers for route in router.routes]
         for route in routes:
             if isinstance(route, APIRoute) and route.include_in_schema and needs_credentials(route):
-                for method in route.methods:
+                for method in route.methods or ():
                     operation = schema["paths"][route.path_format].get(method.lower())
                     if operation is not None:
                         operation["security"] = SECURITY

@@ -154,6 +154,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().connection_lost(exc)
 
+    def refused(self) -> bool:
+        """Whether this connection's request was refused (a 431, 408 or 503 sent)."""
+        return self._refused
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
@@ -174,7 +178,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError:
-            if self._refused:
+            if self.refused():  # the parser's callbacks may have refused it meanwhile
                 return
             msg = "Invalid HTTP request received."
             self.logger.warning(msg)

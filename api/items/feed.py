@@ -1,8 +1,9 @@
-"""The hub's read-only window onto the store (see `api.realtime.hub.Store`)."""
+"""The hub's windows onto the database: message reads (`api.realtime.store.Store`) and
+the access re-check after a broker outage (`api.realtime.hub.Audit`)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -10,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.clock import utcnow
 from api.items.messages import StoredMessage
 from api.models import AuthSession, Item, Membership, Message
+from api.realtime import protocol
+from api.realtime.outbox import Outbox
 
 CHUNK = 500  # bound the IN lists
 
@@ -40,6 +43,25 @@ class StoreFeed:
                 )
                 found.update({item_id: seq for item_id, seq in rows})
         return found
+
+
+class AccessAudit:
+    """Which open sockets must close after commands may have been lost, and why."""
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+
+    async def __call__(self, outboxes: Sequence[Outbox]) -> list[tuple[Outbox, str]]:
+        revoked = await self.revoked_sessions({o.session_id for o in outboxes})
+        on_items = [o for o in outboxes if o.item_id]
+        lost = await self.lost_access({(o.item_id, o.user_id) for o in on_items})
+        closing: list[tuple[Outbox, str]] = []
+        for outbox in outboxes:
+            if outbox.session_id in revoked:
+                closing.append((outbox, protocol.SESSION_REVOKED))
+            elif outbox.item_id and (outbox.item_id, outbox.user_id) in lost:
+                closing.append((outbox, protocol.FORBIDDEN))
+        return closing
 
     async def revoked_sessions(self, session_ids: Collection[str]) -> set[str]:
         ids = list(session_ids)

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import orjson
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Table, and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import metrics
@@ -21,9 +22,9 @@ log = logging.getLogger(__name__)
 MAX_SEQ = 2**31 - 1
 # The storing path runs Core statements on the tables: the ORM's bulk INSERT and
 # UPDATE machinery cost more per message than the database did (py-spy, publish bench).
-_items = Item.__table__
+_items = cast(Table, Item.__table__)
 _members = Membership.__table__
-_messages = Message.__table__
+_messages = cast(Table, Message.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ async def store_many(
             results.append(NotFound("item not found"))  # until numbered below
             by_item.setdefault(draft.item_id, []).append(index)
     rows: list[dict[str, object]] = []
+    prune: list[tuple[str, int]] = []
     for item_id in sorted(by_item):
         indexes = by_item[item_id]
         last = await db.scalar(
@@ -122,13 +124,14 @@ async def store_many(
                 {"item_id": item_id, "seq": seq, "sender": msg.sender, "data": msg.data, "ts": ts}
             )
         if retention:
-            await db.execute(
-                delete(_messages).where(
-                    _messages.c.item_id == item_id, _messages.c.seq <= last - retention
-                )
-            )
+            prune.append((item_id, last - retention))
     if rows:
         await db.execute(insert(_messages), rows)
+    # After the insert: a group larger than the retention is pruned as well.
+    for item_id, upto in prune:
+        await db.execute(
+            delete(_messages).where(_messages.c.item_id == item_id, _messages.c.seq <= upto)
+        )
     await db.commit()
     metrics.MESSAGES_STORED.inc(len(rows))
     return results

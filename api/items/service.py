@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,7 +60,7 @@ async def create_item(
     return ItemView(item.id, item.name, owner, item.created_at, item.kind)
 
 
-def _item_views():  # type: ignore[no-untyped-def]
+def _item_views() -> Select[str, str, str, datetime, str]:
     return select(Item.id, Item.name, User.username, Item.created_at, Item.kind).join(
         User, User.id == Item.owner_id
     )

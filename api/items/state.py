@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Table, and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import kinds
@@ -25,8 +25,8 @@ from api.models import Item, ItemState, Membership, Role, StateChange
 
 _items = Item.__table__
 _members = Membership.__table__
-_states = ItemState.__table__
-_changes = StateChange.__table__
+_states = cast(Table, ItemState.__table__)
+_changes = cast(Table, StateChange.__table__)
 
 
 class TooLarge(Refusal):
@@ -205,7 +205,7 @@ def _recent(history: list[dict[str, object]], keep: int) -> list[dict[str, objec
 
 async def _lock(db: AsyncSession, item_id: str) -> tuple[int, str] | None:
     """Lock the item's state row for this transaction; its version and state."""
-    if db.bind.dialect.name == "sqlite":
+    if db.get_bind().dialect.name == "sqlite":
         # SQLite starts the transaction at the first write: a write that changes nothing
         # takes the database's write lock, so the read below is of the latest state.
         row = (

@@ -14,14 +14,20 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.items.messages import Draft, StoredMessage, store_many
-from api.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 1000
+
+
+class Publisher(Protocol):
+    """Where stored messages go to be delivered (the hub, in the service)."""
+
+    async def publish_message(self, item_id: str, seq: int, frame: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -32,10 +38,13 @@ class _Pending:
 
 class MessageWriter:
     def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], hub: Hub, retention: int = 0
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        publisher: Publisher,
+        retention: int = 0,
     ) -> None:
         self._session_factory = session_factory
-        self._hub = hub
+        self._publisher = publisher
         self._retention = retention
         self._queue: deque[_Pending] = deque()
         self._wake = asyncio.Event()
@@ -95,7 +104,7 @@ class MessageWriter:
                 stored = [r for r in results if isinstance(r, StoredMessage)]
                 for msg in stored:
                     try:
-                        await self._hub.publish_message(msg.item_id, msg.seq, msg.frame())
+                        await self._publisher.publish_message(msg.item_id, msg.seq, msg.frame())
                     except Exception:
                         # Stored: hubs fill the gap from the store (or poll it).
                         log.warning("broker publish failed; hubs will read it from the store")

@@ -20,7 +20,7 @@ def _name(model: type[BaseModel]) -> str:
 def build(version: str, host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
     sent = (*protocol.SERVER_FRAMES,)
     received = protocol.CLIENT_FRAMES
-    models = [*sent, *received, protocol.StatsFrame]
+    models: list[type[BaseModel]] = [*sent, *received, protocol.StatsFrame]
     _, schema = models_json_schema([(m, "serialization") for m in models], ref_template=REF)
     schemas = schema.get("$defs", {})
     messages = {

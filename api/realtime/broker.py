@@ -1,7 +1,6 @@
 """The broker: a tiny publish/subscribe interface between storing and delivering.
 
-Implementations are chosen by URL scheme (`memory://`, `redis://`) and imported lazily,
-so the embedded default needs no Redis client at all.
+Implementations are chosen by URL scheme in `backends.py`.
 """
 
 from __future__ import annotations
@@ -35,16 +34,3 @@ class Broker(Protocol):
     async def ping(self) -> None:
         """Raise when the broker cannot be reached."""
         ...
-
-
-def broker_from_url(url: str) -> Broker:
-    scheme = url.partition("://")[0]
-    if scheme == "memory":
-        from api.realtime.memory import MemoryBroker
-
-        return MemoryBroker()
-    if scheme in ("redis", "rediss"):
-        from api.realtime.redis import RedisBroker
-
-        return RedisBroker(url)
-    raise ValueError(f"unsupported BROKER_URL scheme {scheme!r}: use memory:// or redis://")

@@ -11,11 +11,16 @@ service supports 3.11.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
+# Makes the task that finishes a coroutine (a task group's `create_task`, say).
+Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
-def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
+
+def start_eagerly(
+    coro: Coroutine[Any, Any, None], name: str, spawn: Spawn | None = None
+) -> asyncio.Task[None] | None:
     """Run `coro` until it finishes or first waits; a task that finishes it in the latter case.
 
     Its exceptions, when it fails before waiting, are raised here.
@@ -24,7 +29,10 @@ def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[No
         waiting_for = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_Resumed(coro, waiting_for), name=name)
+    resumed = _Resumed(coro, waiting_for)
+    if spawn is not None:
+        return spawn(resumed, name)
+    return asyncio.get_running_loop().create_task(resumed, name=name)
 
 
 _STARTED = object()

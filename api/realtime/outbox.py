@@ -1,4 +1,4 @@
-"""One socket's outbound side: a bounded queue, sent in `seq` order, without a task when idle."""
+"""One socket's outbound side: a bounded queue, sent in order, without a task when idle."""
 
 from __future__ import annotations
 
@@ -6,27 +6,17 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from api import metrics
 from api.realtime import protocol
-from api.realtime.eager import start_eagerly
-
-if TYPE_CHECKING:
-    from api.realtime.hub import Hub
+from api.realtime.batching import BATCH_MAX_FRAMES, pack
+from api.realtime.eager import Spawn, start_eagerly
+from api.realtime.store import FILL_PAGE, FetchRange
 
 log = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
-# (item_id, after, upto) -> [(seq, frame text)] for after < seq <= upto, ascending.
-FetchRange = Callable[[str, int, int], Awaitable[list[tuple[int, str]]]]
-
-FILL_PAGE = 500
-# A batch stays below the 1 MiB frame limit most WebSocket clients default to.
-BATCH_MAX_FRAMES = 1000
-BATCH_MAX_BYTES = 768 * 1024
-_BATCH_HEAD = '{"type":"batch","frames":['
 
 
 class _Close:
@@ -38,19 +28,21 @@ class _Close:
 
 
 class Outbox:
-    """Frames for one socket, sent in order: message frames by `seq`, with duplicates
-    dropped and gaps filled from the store, so every socket gets every message once.
+    """Frames for one socket, sent in order: the first frame (`ready`), the socket's
+    catch-up from the store, then the live stream the hub hands it in `seq` order (the
+    part of it the catch-up already sent is dropped), so every socket gets every
+    message once.
 
     Frames pushed onto an idle outbox are sent by a callback at the end of the event-loop
     turn, without a task; only a send that must wait (the socket's buffer is full)
     leaves a task behind to finish the queue.
 
-    Overflow policy: when `capacity` frames are waiting, the socket is detached at
-    once (nothing more is queued for it), its queue is dropped, and it is closed with
-    1013 `slow consumer`; the client reconnects with `since` and loses nothing.
+    Overflow policy: when `capacity` frames are waiting, the socket is closed with 1013
+    `slow consumer` at once (its owner is told through `on_close` and detaches it, so
+    nothing more is queued) and its queue is dropped; the client reconnects with `since`
+    and loses nothing.
 
-    Batched (opt-in): the frames sent together that way, and those queued while a send
-    waits, go out as one `batch` frame.
+    Batched (opt-in): the frames queued while a send waits go out as `batch` frames.
     """
 
     __slots__ = (
@@ -60,11 +52,12 @@ class Outbox:
         "_closing",
         "_draining",
         "_fetch",
+        "_first",
         "_gone",
-        "_hub",
         "_kick_handle",
         "_queue",
         "_send",
+        "_spawn",
         "_started",
         "_task",
         "catch_up_to",
@@ -88,8 +81,9 @@ class Outbox:
         fetch: FetchRange,
         capacity: int,
         batch: bool = False,
+        spawn: Spawn | None = None,
     ) -> None:
-        self.item_id = item_id
+        self.item_id = item_id  # "" for a socket on no item (the monitor)
         self.user_id = user_id
         self.username = username
         self.session_id = session_id
@@ -98,11 +92,12 @@ class Outbox:
         self._fetch = fetch
         self._capacity = capacity
         self._batch = batch
+        self._spawn = spawn
         # Made when needed and dropped when emptied: most sockets are idle most of the
         # time, and an empty deque still takes ~600 bytes.
         self._queue: deque[tuple[int, str] | _Close] | None = None
         self._closing: _Close | None = None
-        self._hub: Hub | None = None
+        self._first: tuple[str, ...] = ()
         self._started = False
         self._draining = False
         self._gone = False
@@ -112,15 +107,17 @@ class Outbox:
         self.last_seq = 0
         # Messages up to here are read from the store before live frames are sent.
         self.catch_up_to = 0
-        # Told when a close is requested (the socket's handler bounds the wait).
-        self.on_close: Callable[[], None] | None = None
+        # Told once, when a close is requested (by anyone, the overflow policy included).
+        self.on_close: Callable[[Outbox], None] | None = None
 
     @property
     def closing(self) -> _Close | None:
         return self._closing
 
-    def start(self) -> None:
-        """Begin sending: the catch-up from the store first, then what was pushed so far."""
+    def start(self, first: tuple[str, ...] = ()) -> None:
+        """Begin sending: `first` (`ready`, and a state snapshot on sockets that asked for
+        one), the catch-up from the store, then what was pushed."""
+        self._first = first
         self._started = True
         self._kick()
 
@@ -145,14 +142,12 @@ class Outbox:
 
     def request_close(self, code: int, reason: str) -> None:
         """Close after the frame being sent, dropping what is queued."""
-        if self._closing is not None:
+        if self._closing is not None or self._gone:
             return
         self._closing = _Close(code, reason)
-        if self._hub is not None:
-            self._hub.detach(self)
         self._queue = deque([self._closing])
         if self.on_close is not None:
-            self.on_close()
+            self.on_close(self)
         if self._started and not self._draining:
             self._kick()
 
@@ -176,12 +171,26 @@ class Outbox:
         if self._draining or self._gone:
             return
         self._draining = True
-        self._task = start_eagerly(self._drain(), name="outbox")
+        self._task = start_eagerly(self._drain(), "outbox", self._spawn)
+
+    def _fresh(self, entry: tuple[int, str]) -> str | None:
+        """The frame of a queued entry, None for a message the socket already has."""
+        seq, frame = entry
+        if seq:
+            if seq <= self.last_seq:
+                return None
+            self.last_seq = seq
+        return frame
 
     async def _drain(self) -> None:
         try:
+            first, self._first = self._first, ()
+            for opening in first:
+                if self._closing is not None:
+                    break
+                await self._send(opening)
             if self.catch_up_to > self.last_seq and self._closing is None:
-                await self._fill(self.catch_up_to)
+                await self._catch_up()
             while not self._gone:
                 queue = self._queue  # re-read: a close replaces it
                 if not queue:
@@ -191,18 +200,25 @@ class Outbox:
                     self._gone = True
                     await self._close(entry.code, entry.reason)
                     return
-                seq, frame = entry
-                if seq:
-                    if seq <= self.last_seq:
-                        continue
-                    if seq > self.last_seq + 1:
-                        await self._fill(seq - 1)
-                        if self._closing is not None:
-                            continue
-                    self.last_seq = seq
-                if self._batch and queue:
-                    frame = self._batched(frame, queue)
-                await self._send(frame)
+                frame = self._fresh(entry)
+                if frame is None:
+                    continue
+                if not self._batch or not queue:
+                    await self._send(frame)
+                    continue
+                frames = [frame]
+                while queue and len(frames) < BATCH_MAX_FRAMES:
+                    head = queue[0]
+                    if isinstance(head, _Close):
+                        break
+                    queue.popleft()
+                    fresh = self._fresh(head)
+                    if fresh is not None:
+                        frames.append(fresh)
+                for joined in pack(frames):
+                    if self._closing is not None:
+                        break
+                    await self._send(joined)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -216,34 +232,12 @@ class Outbox:
             if not self._queue:
                 self._queue = None
 
-    def _batched(self, first: str, queue: deque[tuple[int, str] | _Close]) -> str:
-        """`first` and the frames queued behind it, as one `batch` frame."""
-        frames = [first]
-        size = _utf8_size(first)
-        while queue and len(frames) < BATCH_MAX_FRAMES:
-            entry = queue[0]
-            if isinstance(entry, _Close):
-                break
-            seq, frame = entry
-            if seq:
-                if seq <= self.last_seq:
-                    queue.popleft()
-                    continue
-                if seq > self.last_seq + 1:
-                    break  # a gap: filled from the store before the next send
-            size += _utf8_size(frame)
-            if size > BATCH_MAX_BYTES:
-                break
-            if seq:
-                self.last_seq = seq
-            queue.popleft()
-            frames.append(frame)
-        return _join(frames)
-
-    async def _fill(self, upto: int) -> None:
+    async def _catch_up(self) -> None:
+        """What the socket missed, read from the store page by page."""
         # Into the outbox's own task first: the eager first step runs outside any task
         # (or inside the caller's), and waits of the database driver need their own.
         await asyncio.sleep(0)
+        upto = self.catch_up_to
         while self.last_seq < upto and self._closing is None:
             try:
                 page = await self._fetch(
@@ -258,37 +252,9 @@ class Outbox:
                 # Pruned by retention: there is nothing to send below `upto`.
                 self.last_seq = upto
                 return
-            for seq, frame in _batches(page) if self._batch else page:
-                if self._closing is not None:
+            self.last_seq = page[-1][0]
+            frames = [frame for _, frame in page]
+            for frame in pack(frames) if self._batch else frames:
+                if self.closing is not None:  # requested during the previous send
                     return
-                self.last_seq = seq
                 await self._send(frame)
-
-
-def _batches(page: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Consecutive frames of `page` joined into `batch` frames: (last seq, frame) each."""
-    joined: list[tuple[int, str]] = []
-    frames: list[str] = []
-    size = 0
-    last = 0
-    for seq, frame in page:
-        frame_size = _utf8_size(frame)
-        if frames and (len(frames) == BATCH_MAX_FRAMES or size + frame_size > BATCH_MAX_BYTES):
-            joined.append((last, _join(frames)))
-            frames = []
-            size = 0
-        frames.append(frame)
-        size += frame_size
-        last = seq
-    if frames:
-        joined.append((last, _join(frames)))
-    return joined
-
-
-def _utf8_size(frame: str) -> int:
-    # orjson writes non-ASCII characters as they are: up to 4 bytes each on the wire.
-    return len(frame) if frame.isascii() else len(frame.encode())
-
-
-def _join(frames: list[str]) -> str:
-    return frames[0] if len(frames) == 1 else _BATCH_HEAD + ",".join(frames) + "]}"

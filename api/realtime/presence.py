@@ -34,14 +34,6 @@ class Presence(Protocol):
         ...
 
 
-def presence_for(broker_url: str) -> Presence:
-    if broker_url.startswith(("redis://", "rediss://")):
-        from api.realtime.redis_presence import RedisPresence
-
-        return RedisPresence(broker_url)
-    return MemoryPresence()
-
-
 class MemoryPresence:
     """Presence for a single process."""
 

@@ -35,6 +35,8 @@ SLOW_CONSUMER = "slow consumer"
 # Also 1013: messages a socket missed could not be read back; it resumes with `since`.
 STORE_UNAVAILABLE = "store unavailable"
 BROKER_UNAVAILABLE = "broker unavailable"
+# Revocations came too fast to tell whether one concerned a socket being opened.
+TRY_AGAIN = "try again"
 # Limits, also with 1013: the client may retry later.
 TOO_MANY_SOCKETS = "too many sockets"
 ITEM_FULL = "item full"

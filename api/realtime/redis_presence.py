@@ -88,6 +88,7 @@ class RedisPresence:
         self.announce: Announce | None = None
         self._local: dict[int, tuple[str, str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self.client = redis_client(self.url)
@@ -97,10 +98,12 @@ class RedisPresence:
         self._task = asyncio.create_task(self._heartbeat_forever(), name="presence-heartbeat")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A cancellation that lands inside a Redis command may be swallowed by the
+            # client's retries: the loop then ends on the flag, one beat later at most.
+            await asyncio.wait([self._task], timeout=HEARTBEAT + 1)
         if self.client is not None:
             # A clean stop leaves at once instead of waiting to be reaped.
             with contextlib.suppress(RedisError, OSError):
@@ -132,7 +135,7 @@ class RedisPresence:
     async def users(self, item_id: str) -> list[str]:
         assert self.client is not None
         names = await self.client.hkeys(P + item_id)
-        return sorted(n.decode() for n in names)
+        return sorted(_text(n) for n in names)
 
     async def resync(self) -> None:
         """Rewrite this worker's share from its own sockets (after Redis came back)."""
@@ -155,11 +158,11 @@ class RedisPresence:
 
     async def _heartbeat_forever(self) -> None:
         assert self.client is not None
-        while True:
+        while not self._closing:
             try:
                 await self.client.set(ALIVE + self.worker, b"1", ex=DEAD_AFTER)
                 for raw in await self.client.smembers(WORKERS):
-                    worker = raw.decode()
+                    worker = _text(raw)
                     if worker != self.worker and not await self.client.exists(ALIVE + worker):
                         log.warning("reaping presence of a dead worker")
                         await self._reap_worker(worker, announce=True)
@@ -168,3 +171,8 @@ class RedisPresence:
             except (RedisError, OSError) as exc:
                 log.warning("presence heartbeat failed (%s)", type(exc).__name__)
             await asyncio.sleep(HEARTBEAT)
+
+
+def _text(value: bytes | str) -> str:
+    # The client answers bytes unless created with `decode_responses`.
+    return value.decode() if isinstance(value, bytes) else value

@@ -28,8 +28,8 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 SAMESITE: Any = "Lax"
 
 
-async def get_auth_limits(request: Request) -> AuthLimits:
-    return request.app.state.auth_limits  # type: ignore[no-any-return]
+async def get_auth_limits(runtime: RuntimeDep) -> AuthLimits:
+    return runtime.auth_limits
 
 
 AuthLimitsDep = Annotated[AuthLimits, Depends(get_auth_limits)]
@@ -63,7 +63,7 @@ async def register(
 async def _login(  # type: ignore[no-untyped-def]
     request: Request, runtime: RuntimeDep, db: DbDep, username: str, password: str
 ):
-    limits: AuthLimits = request.app.state.auth_limits
+    limits = runtime.auth_limits
     try:
         # Counted before the check: concurrent attempts cannot all get in first.
         await limits.login_attempt(username, _address(request))

@@ -6,122 +6,127 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from functools import partial
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.types import Receive, Send
 
 from api import metrics
-from api.asgi import text_sender
+from api.asgi import hand_off
 from api.auth.credentials import Principal, echoed_subprotocol
-from api.deps import ChannelAccess, ChannelAccessDep, Runtime, RuntimeDep
-from api.errors import AuthFailure, Forbidden, NotFound
+from api.deps import ChannelAccess, ChannelAccessDep, EpochDep, RuntimeDep
+from api.errors import Forbidden, NotFound
 from api.items import messages
 from api.items.messages import StoredMessage
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
-from api.routes.frames import read_frames, refusal_code
+from api.routes.sockets import SocketSession, TokenBucket, connection_for, outbox_for
+from api.routes.sockets import too_many_sockets as over_user_cap
 from api.routes.state_frames import StateFrames, wants_state
+from api.runtime import Runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channel"])
 
-# How long a closing socket's writer may take to flush its close frame.
-CLOSE_GRACE = 5.0
 # Publishes of one socket waiting for their group commit before it stops reading.
 MAX_INFLIGHT = 256
 
 
 @router.websocket("/items/{item_id}/ws")
 async def item_channel(
-    websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep
+    websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep, epoch: EpochDep
 ) -> None:
     await websocket.accept(subprotocol=echoed_subprotocol(websocket))
     principal = channel.principal
     item_id = channel.access.item_id
     hub = runtime.hub
-    settings = runtime.settings
-    if hub.sockets_of_user(principal.user_id) >= settings.max_sockets_per_user:
+    if over_user_cap(runtime, principal.user_id):
         await websocket.close(protocol.TRY_AGAIN_LATER, protocol.TOO_MANY_SOCKETS)
         return
-    if hub.sockets_on_item(item_id) >= settings.max_sockets_per_item:
+    if hub.sockets_on_item(item_id) >= runtime.settings.max_sockets_per_item:
         await websocket.close(protocol.TRY_AGAIN_LATER, protocol.ITEM_FULL)
         return
+    # Served once this call has returned: nothing of the request stays alive.
+    serve = partial(_serve, runtime, channel, epoch, wants_state(websocket))
+    await hand_off(websocket.scope, serve, websocket.receive, websocket.send)
+
+
+async def _serve(
+    runtime: Runtime,
+    channel: ChannelAccess,
+    epoch: int,
+    with_state: bool,
+    receive: Receive,
+    send: Send,
+) -> None:
+    principal = channel.principal
+    item_id = channel.access.item_id
+    hub = runtime.hub
+    connection = connection_for(runtime, receive, send)
+    outbox = outbox_for(connection, runtime, principal, item_id, channel.batch)
+    session = ChannelSession(runtime, principal, outbox)
+    connection.watch(outbox, session.closing)
+    conn_id = secrets.token_hex(6)
+    log.info("channel open", extra=_context(conn_id, principal, item_id))
     metrics.OPEN_SOCKETS.inc()
-    outbox = Outbox(
-        item_id=item_id,
-        user_id=principal.user_id,
-        username=principal.username,
-        session_id=principal.session_id,
-        send=text_sender(websocket.scope, websocket.send_text),
-        close=_closer(websocket),
-        fetch=hub.fetch,
-        capacity=settings.ws_queue_size,
-        batch=channel.batch,
-    )
-    socket = _Socket(runtime, outbox, principal)
-    context = {"conn_id": secrets.token_hex(6), "user_id": principal.user_id, "item_id": item_id}
-    log.info("channel open", extra=context)
-    # From now on a requested close has CLOSE_GRACE to go out (see `abandon_later`).
-    outbox.on_close = socket.abandon_later
     try:
-        await hub.attach(outbox)
-        # Attached: every revocation and message from now on reaches this socket. One
-        # that came after the credential checks but before this is remembered by the hub.
-        revoked = hub.revoked_recently(outbox)
-        if revoked is not None:
-            await websocket.close(protocol.POLICY_VIOLATION, revoked)
-            return
-        # The store's figure (read by the checks) may run ahead of what reached this
-        # process; frames up to it are then dropped as duplicates when they arrive.
-        last_seq = max(channel.access.last_seq, hub.last_seq(item_id))
-        if channel.since is not None and channel.since > last_seq:
-            # The checks' figure may be cached and the broker may lag behind an ack the
-            # client already holds: ask the store before saying "not recovered".
-            latest = await hub.store.latest([item_id])
-            last_seq = max(last_seq, latest.get(item_id, 0))
-        standing = replace(channel.access, last_seq=last_seq)
-        ready, start_after = _ready_frame(runtime, principal, standing, channel)
-        await websocket.send_text(ready)
-        if wants_state(websocket):  # the state snapshot, then its changes (api/items/state_hub)
-            snapshot = await runtime.state_hub.attach(outbox)
-            if snapshot is not None:
-                await websocket.send_text(snapshot)
-        outbox.last_seq = start_after
-        outbox.catch_up_to = standing.last_seq
-        outbox.start()
-        await hub.join(outbox)
-        socket.arm_deadlines()
-        close = await read_frames(websocket, settings.max_message_bytes, socket.handle)
-        if close is not None:
-            outbox.request_close(*close)
-        if outbox.closing is not None:
-            await outbox.wait_sent()
-    except asyncio.CancelledError:
-        # Our own doing when the close frame could not be sent within CLOSE_GRACE
-        # (a peer that stopped reading): let go of the socket, don't wait forever.
-        if not socket.abandoned:
-            raise
-        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        # Attached: every revocation and message from now on reaches this socket, and
+        # one applied since the credential checks closes it at once.
+        await hub.attach(outbox, epoch)
+        first: tuple[str, ...] = ()
+        if outbox.closing is None:
+            first = (await _start(runtime, principal, channel, outbox),)
+            if with_state:  # the state snapshot, then its changes (api/items/state_hub)
+                snapshot = await runtime.state_hub.attach(outbox)
+                if snapshot is not None:
+                    first += (snapshot,)
+            session.arm_deadlines()
+        await connection.serve(outbox, first, session.handle, opened=partial(hub.join, outbox))
     finally:
         closing = outbox.closing
         log.info(
             "channel closed",
-            extra={**context, "close_code": closing.code if closing else None},
+            extra={
+                **_context(conn_id, principal, item_id),
+                "close_code": closing.code if closing else None,
+            },
         )
         metrics.OPEN_SOCKETS.dec()
-        socket.stop()
+        session.disarm_deadlines()
+        if with_state:
+            runtime.state_hub.detach(outbox)
         hub.detach(outbox)
-        runtime.state_hub.detach(outbox)
-        outbox.stop()
         with contextlib.suppress(Exception):
             await hub.leave(outbox)
+
+
+def _context(conn_id: str, principal: Principal, item_id: str) -> dict[str, str]:
+    # Built when logged: a dict kept for each socket's life costs memory.
+    return {"conn_id": conn_id, "user_id": principal.user_id, "item_id": item_id}
+
+
+async def _start(
+    runtime: Runtime, principal: Principal, channel: ChannelAccess, outbox: Outbox
+) -> str:
+    """The `ready` frame; sets where the outbox's catch-up starts and ends."""
+    hub = runtime.hub
+    item_id = channel.access.item_id
+    # The store's figure (read by the checks) may run ahead of what reached this
+    # process; frames up to it are then dropped as duplicates when they arrive.
+    last_seq = max(channel.access.last_seq, hub.last_seq(item_id))
+    if channel.since is not None and channel.since > last_seq:
+        # The checks' figure may be cached and the broker may lag behind an ack the
+        # client already holds: ask the store before saying "not recovered".
+        latest = await hub.store.latest([item_id])
+        last_seq = max(last_seq, latest.get(item_id, 0))
+    standing = replace(channel.access, last_seq=last_seq)
+    ready, start_after = _ready_frame(runtime, principal, standing, channel)
+    outbox.last_seq = start_after
+    outbox.catch_up_to = standing.last_seq
+    return ready
 
 
 def _ready_frame(
@@ -148,101 +153,40 @@ def _ready_frame(
     return protocol.encode(frame), start_after
 
 
-def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
-    async def close(code: int, reason: str) -> None:
-        if websocket.application_state != WebSocketState.DISCONNECTED:
-            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-                await websocket.close(code, reason)
+class ChannelSession(SocketSession):
+    """An item socket's frames: publishes besides what every socket takes."""
 
-    return close
+    __slots__ = ("_bucket", "_inflight", "_state_frames")
 
-
-class _Socket:
-    """The reading side of one channel socket, and its credential deadlines."""
-
-    def __init__(self, runtime: Runtime, outbox: Outbox, principal: Principal) -> None:
-        self.runtime = runtime
-        self.outbox = outbox
-        self.principal = principal
-        self.abandoned = False
-        self._handler = asyncio.current_task()
-        self._abandon_timer: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        settings = runtime.settings
-        self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+    def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
+        super().__init__(runtime, principal, outbox)
+        # Made by the first publish (or state change), like the queue of publishes in flight.
+        self._bucket: TokenBucket | None = None
         # Made by the first publish: most sockets never publish.
         self._inflight: deque[asyncio.Future[StoredMessage]] | None = None
-        # Made by the first frame that is not the channel's own.
+        # Made by the first `patch` or `action` frame.
         self._state_frames: StateFrames | None = None
 
-    def abandon_later(self) -> None:
-        """Called when a close is requested: if the close frame has not gone out within
-        CLOSE_GRACE (the peer stopped reading), stop serving the socket."""
-        if self._abandon_timer is None:
-            loop = asyncio.get_running_loop()
-            self._abandon_timer = loop.call_later(CLOSE_GRACE, self._abandon)
+    def bucket(self) -> TokenBucket:
+        """The socket's frame budget, shared by publishes and state changes."""
+        bucket = self._bucket
+        if bucket is None:
+            settings = self.runtime.settings
+            bucket = self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+        return bucket
 
-    def _abandon(self) -> None:
-        if self._handler is not None and not self._handler.done():
-            self.abandoned = True
-            self._handler.cancel()
-
-    # Deadlines: the session's expiry, and the current access token's.
-
-    def arm_deadlines(self) -> None:
-        """One timer, for whichever comes first (a timer per socket costs memory too)."""
-        self.disarm_deadlines()
-        deadline = self.principal.session_expires_at.timestamp()
-        reason = protocol.SESSION_REVOKED
-        token_exp = self.principal.token_exp
-        if token_exp is not None and token_exp <= deadline:
-            deadline, reason = token_exp, protocol.TOKEN_EXPIRED
-        self._deadline = asyncio.get_running_loop().call_later(
-            max(0.0, deadline - datetime.now(UTC).timestamp()),
-            self.outbox.request_close,
-            protocol.POLICY_VIOLATION,
-            reason,
-        )
-
-    def disarm_deadlines(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def stop(self) -> None:
-        self.disarm_deadlines()
-        if self._abandon_timer is not None:
-            self._abandon_timer.cancel()
-
-    # Frames from the client.
-
-    async def handle(self, text: str) -> None:
-        try:
-            frame = protocol.parse_client_frame(text)
-        except protocol.FrameError as exc:
-            await self.settle()
-            # `patch` and `action` frames are not the channel's own (api/routes/state_frames).
-            if self._state_frames is None:
-                self._state_frames = StateFrames(
-                    self.runtime, self.outbox, lambda: self.principal, self._bucket
-                )
-            if not await self._state_frames.handle(text):
-                self.error(protocol.BAD_REQUEST, exc.detail, exc.ref)
-            return
-        if not isinstance(frame, protocol.PublishFrame):
-            await self.settle()
-        if isinstance(frame, protocol.PingFrame):
-            self.outbox.push(0, protocol.PONG)
-        elif isinstance(frame, protocol.PublishFrame):
-            await self.publish(frame)
-        else:
-            await self.refresh(frame)
-
-    def error(self, code: str, detail: str, ref: str | None = None) -> None:
-        self.outbox.push(0, protocol.error_frame(code, detail, ref))
+    async def unparsed(self, text: str, error: protocol.FrameError) -> None:
+        """`patch` and `action` frames are not the channel's own (api/routes/state_frames)."""
+        state_frames = self._state_frames
+        if state_frames is None:
+            state_frames = self._state_frames = StateFrames(
+                self.runtime, self.outbox, lambda: self.principal, self.bucket()
+            )
+        if not await state_frames.handle(text):
+            await super().unparsed(text, error)
 
     async def publish(self, frame: protocol.PublishFrame) -> None:
-        if not self._bucket.take():
+        if not self.bucket().take():
             self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
             return
         inflight = self._inflight
@@ -284,33 +228,3 @@ class _Socket:
         if self._inflight:
             await asyncio.wait(list(self._inflight))
             self._inflight = None
-
-    async def refresh(self, frame: protocol.RefreshFrame) -> None:
-        try:
-            self.principal = await self.runtime.resolver.refreshed(self.principal, frame.token)
-        except AuthFailure as exc:
-            self.error(refusal_code(exc), exc.reason)
-            return
-        self.runtime.hub.move_session(self.outbox, self.principal.session_id)
-        self.arm_deadlines()
-
-
-class TokenBucket:
-    """`rate` publishes per second on average, bursts of up to `burst`."""
-
-    __slots__ = ("_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True

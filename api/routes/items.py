@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import ValidationError
 
 from api import jsoncheck
-from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
+from api.deps import CurrentUser, DbDep, HubDep, RuntimeDep
 from api.errors import Conflict, Forbidden, NotFound
 from api.items import messages, service
+from api.items.access import cached_access
 from api.models import Role
+from api.patterns import ITEM_ID_PATTERN, USERNAME_PATTERN
 from api.routes.schemas import (
-    ITEM_ID_PATTERN,
-    USERNAME_PATTERN,
     ItemIn,
     ItemOut,
     MemberIn,
@@ -72,15 +72,13 @@ async def get_item(item_id: ItemIdPath, principal: CurrentUser, db: DbDep) -> It
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_item(
-    item_id: ItemIdPath, principal: CurrentUser, runtime: RuntimeDep, db: DbDep
-) -> None:
+async def delete_item(item_id: ItemIdPath, principal: CurrentUser, hub: HubDep, db: DbDep) -> None:
     """Delete an item, its members and messages (owner); its sockets close."""
     try:
         await service.delete_item(db, item_id, principal.user_id)
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
-    await runtime.hub.revoke_item(item_id)
+    await hub.revoke_item(item_id)
 
 
 @router.get("/{item_id}/members")
@@ -90,7 +88,7 @@ async def list_members(item_id: ItemIdPath, principal: CurrentUser, db: DbDep) -
         rows = await service.list_members(db, item_id, principal.user_id)
     except NotFound as exc:
         raise http_error(exc) from exc
-    return [MemberOut(username=name, role=role) for name, role in rows]  # type: ignore[arg-type]
+    return [MemberOut(username=name, role=role) for name, role in rows]
 
 
 @router.put("/{item_id}/members/{username}")
@@ -99,7 +97,7 @@ async def put_member(
     username: UsernamePath,
     body: MemberIn,
     principal: CurrentUser,
-    runtime: RuntimeDep,
+    hub: HubDep,
     db: DbDep,
 ) -> MemberOut:
     """Add a member or change their role (owner)."""
@@ -109,7 +107,7 @@ async def put_member(
         )
     except (NotFound, Forbidden, Conflict) as exc:
         raise http_error(exc) from exc
-    await runtime.hub.role_changed(item_id, member_id)
+    await hub.role_changed(item_id, member_id)
     return MemberOut(username=username, role=body.role)
 
 
@@ -118,7 +116,7 @@ async def delete_member(
     item_id: ItemIdPath,
     username: UsernamePath,
     principal: CurrentUser,
-    runtime: RuntimeDep,
+    hub: HubDep,
     db: DbDep,
 ) -> None:
     """Remove a member (owner); their sockets on the item close with 1008 `forbidden`."""
@@ -126,7 +124,7 @@ async def delete_member(
         member_id = await service.remove_member(db, item_id, principal.user_id, username)
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
-    await runtime.hub.revoke_member(item_id, member_id)
+    await hub.revoke_member(item_id, member_id)
 
 
 async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
@@ -181,7 +179,9 @@ async def post_message(
 ) -> Response:
     """Publish a message (owner and writers); stored, then delivered to every socket."""
     try:
-        standing = await cached_access(runtime, item_id, principal.user_id)
+        standing = await cached_access(
+            runtime.access_cache, runtime.session_factory, item_id, principal.user_id
+        )
         if not standing.can_publish:
             raise Forbidden("readers cannot publish")
     except (NotFound, Forbidden) as exc:
@@ -225,14 +225,14 @@ async def get_messages(
 
 @router.get("/{item_id}/presence")
 async def get_presence(
-    item_id: ItemIdPath, principal: CurrentUser, runtime: RuntimeDep, db: DbDep
+    item_id: ItemIdPath, principal: CurrentUser, hub: HubDep, db: DbDep
 ) -> PresenceOut:
     """Users with an open socket on the item, sorted by username."""
     try:
         await service.access(db, item_id, principal.user_id)
     except NotFound as exc:
         raise http_error(exc) from exc
-    users = await runtime.hub.presence.users(item_id)
+    users = await hub.presence.users(item_id)
     return PresenceOut(count=len(users), users=users)
 
 

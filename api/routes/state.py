@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
+from api.deps import CurrentUser, DbDep, RuntimeDep
 from api.errors import DomainError, Forbidden, NotFound
 from api.items import service, state
+from api.items.access import cached_access
 from api.items.state import Change, StoredState, TooLarge
 from api.kinds import KINDS, Conflict, Illegal, Refusal
 from api.routes.items import ItemIdPath, JSONText, http_error
@@ -46,7 +47,9 @@ async def change_state(
     """Change the state (owner and writers): JSON Patch `ops` for a document, an
     `action` for a game. Applied to the stored version, which it bumps by one."""
     try:
-        standing = await cached_access(runtime, item_id, principal.user_id)
+        standing = await cached_access(
+            runtime.access_cache, runtime.session_factory, item_id, principal.user_id
+        )
         if not standing.can_publish:
             raise Forbidden("readers cannot change the state")
     except (NotFound, Forbidden) as exc:

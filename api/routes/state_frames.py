@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from api.auth.credentials import Principal
-from api.deps import Runtime
 from api.errors import Forbidden, NotFound
 from api.items.state import Change, Outcome, StoredState
 from api.kinds import Refusal
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
+from api.runtime import Runtime
 
 # Changes of one socket waiting for their group commit before it stops reading.
 MAX_INFLIGHT = 256
@@ -187,7 +187,7 @@ ASYNCAPI_RECEIVED = (PatchFrame, ActionFrame)
 def with_state_frames(document: dict[str, Any]) -> dict[str, Any]:
     """The channel's AsyncAPI document with the state frames and `?state=1` added."""
     ref = "#/components/schemas/{model}"
-    models = [*ASYNCAPI_SENT, *ASYNCAPI_RECEIVED]
+    models: list[type[BaseModel]] = [*ASYNCAPI_SENT, *ASYNCAPI_RECEIVED]
     _, schema = models_json_schema([(m, "serialization") for m in models], ref_template=ref)
     components = document["components"]
     components["schemas"].update(schema.get("$defs", {}))

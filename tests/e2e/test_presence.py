@@ -207,6 +207,8 @@ async def test_abrupt_disconnect_of_one_of_two_sockets_keeps_the_user(api: Api) 
     dropped, _ = await ready(api.server, item, member.token)
     try:
         await presence_is(api, owner, item, sorted([owner.username, member.username]))
+        # Announced (a join and a leave within one presence tick would cancel out).
+        await read_until(watcher, lambda f: f.get("user") == member.username)
         dropped.transport.abort()
         await dropped.close()
         await api.post(owner, item, "barrier")

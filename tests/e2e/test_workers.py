@@ -192,6 +192,24 @@ async def test_logout_and_removal_close_sockets_on_other_workers(tmp_path: Path)
         assert await closed(alices_socket) == (1008, "session revoked")
 
 
+async def test_a_member_added_back_is_let_in_on_every_worker(tmp_path: Path) -> None:
+    with workers(tmp_path) as (w1, w2):
+        alice, bob = await login(w1), await login(w1)
+        item = await shared_item(alice, bob)
+        bobs_socket = await channel(w2, item, bob)
+        r = await rest(w1, "DELETE", f"/items/{item}/members/{bob.username}", alice)
+        assert r.status_code == 204
+        assert await closed(bobs_socket) == (1008, "forbidden")
+        r = await rest(
+            w1, "PUT", f"/items/{item}/members/{bob.username}", alice, json={"role": "writer"}
+        )
+        assert r.status_code == 200, r.text
+        # Both workers applied the removal, then the grant: neither keeps bob out.
+        for worker in (w1, w2):
+            again = await channel(worker, item, bob)
+            await again.close()
+
+
 async def test_a_message_whose_publish_was_lost_still_arrives(tmp_path: Path) -> None:
     """A worker that stored a message and died before publishing it leaves no hole."""
     with workers(tmp_path) as (w1, _):

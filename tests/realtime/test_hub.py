@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from api.realtime import protocol
-from api.realtime.hub import Hub, envelope, item_channel
+from api.realtime.envelope import envelope, item_channel
+from api.realtime.hub import Hub
 from api.realtime.memory import MemoryBroker, QueueSubscription
 from api.realtime.outbox import Outbox
 from api.realtime.presence import MemoryPresence
@@ -31,12 +32,6 @@ class DictStore:
 
     async def latest(self, item_ids: Collection[str]) -> dict[str, int]:
         return {i: max(self.messages.get(i, {0: ""})) for i in item_ids}
-
-    async def revoked_sessions(self, session_ids: Collection[str]) -> set[str]:
-        return set()
-
-    async def lost_access(self, pairs: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
-        return set()
 
 
 class FlakyBroker(MemoryBroker):
@@ -89,7 +84,8 @@ async def attached(hub: Hub, store: DictStore, item_id: str, capacity: int = 102
         fetch=store.fetch,
         capacity=capacity,
     )
-    await hub.attach(outbox)
+    outbox.on_close = hub.detach
+    await hub.attach(outbox, hub.control.epoch)
     outbox.last_seq = outbox.catch_up_to = hub.last_seq(item_id)
     outbox.start()
     return socket

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.realtime import outbox as outbox_module
-from api.realtime import protocol
+from api.realtime import batching, protocol
 from api.realtime.eager import start_eagerly
 from api.realtime.outbox import Outbox
 
@@ -141,7 +140,8 @@ async def test_duplicates_are_dropped_and_unsequenced_frames_pass() -> None:
     assert socket.sent[-1] == protocol.PONG
 
 
-async def test_a_gap_is_filled_from_the_store_before_the_next_frame() -> None:
+async def test_the_live_stream_is_sent_as_the_hub_hands_it() -> None:
+    """The hub fills gaps once per process; a jump here is a pruned range, not a loss."""
     socket = FakeSocket(stored={2: message(2), 3: message(3)})
     outbox = make(socket)
     outbox.start()
@@ -149,8 +149,33 @@ async def test_a_gap_is_filled_from_the_store_before_the_next_frame() -> None:
     outbox.push(4, message(4))
     outbox.push(5, message(5))
     await settle(outbox)
-    assert socket.fetches == [(1, 3)]
-    assert socket.seqs() == [1, 2, 3, 4, 5]
+    assert socket.fetches == []
+    assert socket.seqs() == [1, 4, 5]
+
+
+async def test_the_first_frame_goes_before_the_catch_up() -> None:
+    socket = FakeSocket(stored={s: message(s) for s in range(1, 3)})
+    outbox = make(socket)
+    outbox.catch_up_to = 2
+    outbox.push(3, message(3))
+    outbox.start(first=(protocol.PONG,))
+    await settle(outbox)
+    assert socket.sent[0] == protocol.PONG
+    assert socket.seqs() == [1, 2, 3]
+
+
+async def test_a_close_requested_before_the_start_goes_out_alone() -> None:
+    socket = FakeSocket(stored={1: message(1)})
+    outbox = make(socket)
+    outbox.catch_up_to = 1
+    told: list[Outbox] = []
+    outbox.on_close = told.append
+    outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+    outbox.start(first=(protocol.PONG,))
+    await settle(outbox)
+    assert socket.sent == []
+    assert socket.closed == (protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+    assert told == [outbox]
 
 
 async def test_catch_up_comes_before_live_frames() -> None:
@@ -215,12 +240,12 @@ async def test_batched_frames_of_one_turn_go_out_as_one_frame() -> None:
     assert json.loads(socket.sent[-1]) == json.loads(message(6))
 
 
-async def test_batches_stop_at_a_gap_and_respect_their_size(monkeypatch: Any) -> None:
-    monkeypatch.setattr(outbox_module, "BATCH_MAX_FRAMES", 3)
-    socket = FakeSocket(stored={4: message(4)})
+async def test_batches_respect_their_size(monkeypatch: Any) -> None:
+    monkeypatch.setattr(batching, "BATCH_MAX_FRAMES", 3)
+    socket = FakeSocket()
     outbox = make(socket, batch=True)
     outbox.start()
-    for seq in (1, 2, 3, 5, 6, 7, 8):
+    for seq in (1, 2, 3, 3, 4, 5, 6, 7, 8):
         outbox.push(seq, message(seq))
     await settle(outbox)
     assert socket.seqs() == list(range(1, 9))
@@ -228,7 +253,7 @@ async def test_batches_stop_at_a_gap_and_respect_their_size(monkeypatch: Any) ->
 
 
 async def test_a_batched_catch_up_is_sent_in_batches(monkeypatch: Any) -> None:
-    monkeypatch.setattr(outbox_module, "BATCH_MAX_FRAMES", 4)
+    monkeypatch.setattr(batching, "BATCH_MAX_FRAMES", 4)
     socket = FakeSocket(stored={s: message(s) for s in range(1, 11)})
     outbox = make(socket, batch=True)
     outbox.catch_up_to = 10
@@ -322,9 +347,10 @@ async def test_fills_run_in_the_outboxes_own_task() -> None:
     """The eager first step runs outside any task; the store is read inside one."""
     socket = FakeSocket(stored={1: message(1), 2: message(2)})
     outbox = make(socket)
-    outbox.start()
+    outbox.catch_up_to = 2
+    outbox.push(3, message(3))
     loop = asyncio.get_running_loop()
-    loop.call_soon(outbox.push, 3, message(3))  # pushed from a plain callback
+    loop.call_soon(outbox.start)  # started from a plain callback
     await settle(outbox)
     assert socket.seqs() == [1, 2, 3]
     (task,) = socket.fetched_in
@@ -332,7 +358,7 @@ async def test_fills_run_in_the_outboxes_own_task() -> None:
 
 
 async def test_batches_count_utf8_bytes(monkeypatch: Any) -> None:
-    monkeypatch.setattr(outbox_module, "BATCH_MAX_BYTES", 10_000)
+    monkeypatch.setattr(batching, "BATCH_MAX_BYTES", 10_000)
     socket = FakeSocket()
     outbox = make(socket, batch=True)
     outbox.start()
@@ -348,7 +374,7 @@ async def test_batches_count_utf8_bytes(monkeypatch: Any) -> None:
 
 
 async def test_a_replay_in_batches_counts_utf8_bytes(monkeypatch: Any) -> None:
-    monkeypatch.setattr(outbox_module, "BATCH_MAX_BYTES", 10_000)
+    monkeypatch.setattr(batching, "BATCH_MAX_BYTES", 10_000)
     wide = "\u00e9" * 2000  # 2,000 characters, 4,000 bytes
     stored = {
         s: json.dumps({"type": "message", "seq": s, "data": wide}, ensure_ascii=False)
