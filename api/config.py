@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     ws_queue_size: int = Field(1024, ge=1)
     message_retention: int = Field(0, ge=0)
+    # SQLite durability (see api/items/sqlite_store.py): NORMAL survives a process crash,
+    # FULL a power cut too, at one fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
     # Argon2id cost: lower only where hashing time matters more than resistance (tests).

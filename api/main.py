@@ -26,6 +26,7 @@ from api.config import Settings
 from api.db import make_engine, make_session_factory
 from api.deps import Runtime
 from api.items.feed import StoreFeed
+from api.items.group_store import group_store_for
 from api.items.service import Access
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = settings.effective_database_url
         if url.startswith("sqlite"):
             settings.var_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(url)
+        engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
         if settings.auto_migrate:
             await migrate.upgrade(engine)
         session_factory = make_session_factory(engine)
@@ -63,7 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await presence.start()
         hub = Hub(broker, presence, StoreFeed(session_factory), settings.gap_check_interval)
         await hub.start()
-        writer = MessageWriter(session_factory, hub, settings.message_retention)
+        group_store = group_store_for(
+            url,
+            session_factory,
+            retention=settings.message_retention,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+        writer = MessageWriter(group_store, broker)
         await writer.start()
         resolver = CredentialResolver(
             codec,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import ValidationError
 
 from api.deps import CurrentUser, DbDep, RuntimeDep, cached_access
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Conflict, Forbidden, NotFound, Unavailable
 from api.items import messages, service
 from api.models import Role
 from api.routes.schemas import (
@@ -185,6 +185,9 @@ async def post_message(
         )
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
+    except Unavailable as exc:
+        # Nothing was stored: the client may publish it again.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=exc.detail) from exc
     return JSONText(msg.body(), status_code=status.HTTP_201_CREATED)
 
 
