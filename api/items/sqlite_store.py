@@ -1,9 +1,13 @@
 """SQLite: the writer's own connection, driven by the stdlib driver on a thread of its own.
 
-A whole group — rights, `last_seq` bumps, inserts, commit — runs in one call on that
-thread: one hop from the event loop and back per group, instead of one per statement
-through aiosqlite and SQLAlchemy. The statements' texts are fixed, so the driver's
-statement cache prepares each once for the connection's life.
+A whole group — rights, `last_seq` bumps, inserts, commit — runs in one call: one hop
+from the event loop to that thread and back per group, instead of one per statement
+through aiosqlite and SQLAlchemy. Better still, with `synchronous=NORMAL` a commit in
+WAL mode writes to the OS's cache and syncs nothing: the group then runs right on the
+event loop (tens of microseconds, cheaper than the hop), unless another connection holds
+the write lock (the group then waits for it on the thread). Checkpoints, which do sync,
+run on the thread too. The statements' texts are fixed, so the driver's statement cache
+prepares each once for the connection's life.
 
 Durability: WAL with `synchronous=NORMAL` (the default) makes a commit survive a crash
 of the process — an acknowledged message is never lost to a kill -9 — but not a power
@@ -27,6 +31,8 @@ from api.items.messages import Draft, StoredMessage
 SYNCHRONOUS = ("NORMAL", "FULL")
 # Another connection (the app's pool, a migration) may hold the write lock a while.
 BUSY_TIMEOUT_MS = 30_000
+# Messages stored between two checkpoints of the WAL (SQLite's own default is ~1000 pages).
+CHECKPOINT_EVERY = 2000
 
 _RIGHTS = (
     "SELECT items.owner_id, memberships.role FROM items LEFT JOIN memberships"
@@ -52,6 +58,10 @@ class SqliteGroupStore:
         # One thread owns the connection: sqlite3 connections are not shared across threads.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._db: sqlite3.Connection | None = None
+        # Groups run on the event loop when a commit syncs nothing (see above).
+        self._inline = self._synchronous == "NORMAL"
+        self._since_checkpoint = 0
+        self._busy_timeout = BUSY_TIMEOUT_MS
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._connection)
@@ -61,9 +71,22 @@ class SqliteGroupStore:
         self._thread.shutdown(wait=True)
 
     async def store(self, drafts: Sequence[Draft]) -> list[Result]:
+        # Only the writer calls this, one group at a time: the connection is never used
+        # by the loop and the thread at once.
         loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._thread, self._store, drafts, stored_at())
-        metrics.MESSAGES_STORED.inc(sum(isinstance(r, StoredMessage) for r in results))
+        ts = stored_at()
+        try:
+            if not self._inline:
+                raise _Busy
+            results = self._store(drafts, ts, wait=False)
+        except _Busy:
+            results = await loop.run_in_executor(self._thread, self._store, drafts, ts, True)
+        stored = sum(isinstance(r, StoredMessage) for r in results)
+        metrics.MESSAGES_STORED.inc(stored)
+        self._since_checkpoint += stored
+        if self._inline and self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            await loop.run_in_executor(self._thread, self._checkpoint)
         return results
 
     # On the store's thread.
@@ -76,19 +99,37 @@ class SqliteGroupStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.execute("PRAGMA foreign_keys=ON")
+            if self._inline:
+                # Not at a commit on the event loop: `_checkpoint`, on the thread.
+                db.execute("PRAGMA wal_autocheckpoint=0")
             self._db = db
+            self._busy_timeout = BUSY_TIMEOUT_MS
         return self._db
+
+    def _checkpoint(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # PASSIVE: never waits; next time then
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _disconnect(self) -> None:
         db, self._db = self._db, None
         if db is not None:
             db.close()
 
-    def _store(self, drafts: Sequence[Draft], ts: datetime) -> list[Result]:
+    def _store(self, drafts: Sequence[Draft], ts: datetime, wait: bool) -> list[Result]:
+        """On the loop (`wait` false: `_Busy` if the write lock is taken) or the thread."""
         db = self._connection()
+        timeout = BUSY_TIMEOUT_MS if wait else 0
+        if self._busy_timeout != timeout:
+            db.execute(f"PRAGMA busy_timeout={timeout}")
+            self._busy_timeout = timeout
         try:
             # IMMEDIATE: the write lock now, so reading the rights cannot race a writer.
             db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not wait and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                raise _Busy from exc
+            raise
+        try:
             results = self._numbered(db, drafts, ts)
             db.execute("COMMIT")
         except BaseException:
@@ -133,6 +174,10 @@ class SqliteGroupStore:
                 last_seq = results[indexes[-1]].seq  # type: ignore[union-attr]
                 db.execute(_PRUNE, (item_id, last_seq - self._retention))
         return results
+
+
+class _Busy(Exception):
+    """Another connection holds the write lock: wait for it on the thread, not the loop."""
 
 
 def _may_publish(row: tuple[str, str | None] | None, user_id: str) -> bool | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -186,3 +187,30 @@ async def test_two_stores_on_one_database_never_reuse_a_seq(world: World) -> Non
     assert sorted(first + second) == list(range(1, 121))
     assert [m.seq for m in await world.history("a")] == list(range(1, 121))
     assert [m.seq for m in await world.history("b")] == list(range(1, 41))
+
+
+async def test_sqlite_waits_off_the_loop_while_another_connection_writes(tmp_path: Path) -> None:
+    """A group finding the write lock taken waits for it on the store's thread: the event
+    loop keeps running meanwhile, and the group is stored once the lock is released."""
+    async for world in _world(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}"):
+        store = world.store()
+        assert isinstance(store, SqliteGroupStore)
+        await store.open()
+        other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the write lock, held
+            pending = asyncio.ensure_future(store.store([draft("a", "owner")]))
+            ticks = 0
+            while ticks < 20:  # the loop runs while the group waits
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not pending.done()
+            other.execute("COMMIT")
+            (result,) = await asyncio.wait_for(pending, 30)
+            assert isinstance(result, StoredMessage) and result.seq == 1
+            # And the next group, with the lock free, is stored on the loop again.
+            (again,) = await store.store([draft("a", "owner")])
+            assert isinstance(again, StoredMessage) and again.seq == 2
+        finally:
+            other.close()
+            await store.close()
