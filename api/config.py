@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     message_retention: int = Field(0, ge=0)
     # Versions of each item's state kept for deliveries that missed some (not an archive).
     state_history: int = Field(1000, ge=1)
+    # SQLite durability (see api/items/sqlite_store.py): NORMAL survives a process crash,
+    # FULL a power cut too, at one fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
     # Argon2id cost: lower only where hashing time matters more than resistance (tests).

@@ -23,6 +23,12 @@ class Conflict(DomainError):
     detail = "conflict"
 
 
+class Unavailable(DomainError):
+    """The store could not be reached: nothing was stored, the caller may try again."""
+
+    detail = "the message store is unavailable"
+
+
 class Unauthorized(DomainError):
     detail = "not authenticated"
 

@@ -28,6 +28,7 @@ from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.items.feed import AccessAudit, StoreFeed
+from api.items.group_store import group_store_for
 from api.items.service import Access
 from api.items.state_hub import StateHub
 from api.items.state_writer import StateWriter
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.effective_database_url
         prepare_sqlite(url, settings.var_dir)
-        engine = make_engine(url)
+        engine = make_engine(url, sqlite_synchronous=settings.sqlite_synchronous)
         if settings.auto_migrate:
             await migrate.upgrade(engine)
         session_factory = make_session_factory(engine)
@@ -73,7 +74,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             audit=AccessAudit(session_factory),
             presence_tick=settings.presence_tick,
         )
-        writer = MessageWriter(session_factory, hub, settings.message_retention)
+        group_store = group_store_for(
+            url,
+            session_factory,
+            retention=settings.message_retention,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+        writer = MessageWriter(group_store, hub)
         await writer.start()
         state_hub = StateHub(broker, session_factory, settings.gap_check_interval)
         await state_hub.start()

@@ -28,6 +28,7 @@ class Plan:
     publish_items: int
     publish_window_one_item: int
     publish_window_many_items: int
+    publish_windows_one_socket: tuple[int, ...]  # one socket, this many unacknowledged
     rest_connections: int  # per client process
     # slow subscriber: subscribers (the slow one included), paced rate, padding per message;
     # the slow one's receive buffer and maximum segment size (a slow link: the server's
@@ -64,6 +65,7 @@ FULL = Plan(
     publish_items=100,
     publish_window_one_item=32,
     publish_window_many_items=4,
+    publish_windows_one_socket=(32, 64, 256),
     rest_connections=8,
     slow_subscribers=1000,
     slow_rate=20.0,
@@ -91,6 +93,7 @@ QUICK = Plan(
     publish_items=10,
     publish_window_one_item=8,
     publish_window_many_items=2,
+    publish_windows_one_socket=(8, 64),
     rest_connections=2,
     slow_subscribers=20,
     slow_rate=20.0,

@@ -5,7 +5,7 @@ Implementations are chosen by URL scheme in `backends.py`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -28,6 +28,10 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
     async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """(channel, payload) pairs, in order, in one call (one round trip for Redis)."""
+        ...
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]: ...
 

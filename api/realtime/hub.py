@@ -133,8 +133,13 @@ class Hub:
 
     # Publishing.
 
-    async def publish_message(self, item_id: str, seq: int, frame: str) -> None:
-        await self.broker.publish(item_channel(item_id), envelope(seq, frame, time.time()))
+    async def publish_messages(self, messages: Sequence[tuple[str, int, str]]) -> None:
+        """Stored messages, (item id, seq, frame) in order: one broker call for them all
+        (one round trip to Redis)."""
+        now = time.time()
+        await self.broker.publish_many(
+            [(item_channel(item_id), envelope(seq, frame, now)) for item_id, seq, frame in messages]
+        )
 
     async def join(self, outbox: Outbox) -> None:
         """Count the socket in presence; announce the user if it is their first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 
@@ -33,6 +33,12 @@ class MemoryBroker:
     async def publish(self, channel: str, payload: bytes) -> None:
         for sub in self._channels.get(channel, ()):
             sub.queue.put_nowait(payload)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        channels = self._channels
+        for channel, payload in messages:
+            for sub in channels.get(channel, ()):
+                sub.queue.put_nowait(payload)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[QueueSubscription]:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -82,6 +82,14 @@ class RedisBroker:
     async def publish(self, channel: str, payload: bytes) -> None:
         assert self.client is not None
         await self.client.publish(PREFIX + channel, payload)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """One round trip: the PUBLISH commands pipelined, without MULTI/EXEC."""
+        assert self.client is not None
+        async with self.client.pipeline(transaction=False) as pipe:
+            for channel, payload in messages:
+                pipe.publish(PREFIX + channel, payload)
+            await pipe.execute()
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[QueueSubscription]:

@@ -7,11 +7,10 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
-from pydantic import ValidationError
 
 from api import jsoncheck
 from api.deps import CurrentUser, DbDep, HubDep, RuntimeDep
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Conflict, Forbidden, NotFound, Unavailable
 from api.items import messages, service
 from api.items.access import cached_access
 from api.models import Role
@@ -127,8 +126,13 @@ async def delete_member(
     await hub.revoke_member(item_id, member_id)
 
 
-async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
-    """The raw body, read up to MAX_MESSAGE_BYTES whatever its framing (413 beyond)."""
+async def publish_body(request: Request, runtime: RuntimeDep) -> str:
+    """The `data` of the raw body as JSON text, read up to MAX_MESSAGE_BYTES whatever its
+    framing (413 beyond).
+
+    `MessageIn` is `{"data": <any JSON>}`: once orjson has parsed the body there is
+    nothing left for pydantic to check, so the body is not validated a second time.
+    """
     limit = runtime.settings.max_message_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -156,10 +160,7 @@ async def publish_body(request: Request, runtime: RuntimeDep) -> MessageIn:
             422,
             detail=[{"type": "missing", "loc": ["body", "data"], "msg": "Field required"}],
         )
-    try:
-        return MessageIn.model_validate(raw)
-    except ValidationError as exc:
-        raise HTTPException(422, detail=exc.errors(include_url=False)) from exc
+    return messages.encode_data(raw["data"])
 
 
 @router.post(
@@ -186,13 +187,14 @@ async def post_message(
             raise Forbidden("readers cannot publish")
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
-    body = await publish_body(request, runtime)
+    data = await publish_body(request, runtime)
     try:
-        msg = await runtime.writer.publish(
-            item_id, principal.user_id, principal.username, messages.encode_data(body.data)
-        )
+        msg = await runtime.writer.publish(item_id, principal.user_id, principal.username, data)
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
+    except Unavailable as exc:
+        # Nothing was stored: the client may publish it again.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=exc.detail) from exc
     return JSONText(msg.body(), status_code=status.HTTP_201_CREATED)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import Forbidden, NotFound
+from api.items.group_store import SessionGroupStore
 from api.items.writer import MessageWriter
 from api.models import Role
 from tests.items.conftest import seed
@@ -20,10 +22,10 @@ class RecordingPublisher:
         self.published: list[tuple[str, int]] = []
         self.fail = fail
 
-    async def publish_message(self, item_id: str, seq: int, frame: str) -> None:
+    async def publish_messages(self, messages: Sequence[tuple[str, int, str]]) -> None:
         if self.fail:
             raise ConnectionError("broker down")
-        self.published.append((item_id, seq))
+        self.published.extend((item_id, seq) for item_id, seq, _ in messages)
 
 
 async def test_a_burst_is_stored_in_order_and_published_after_its_acks(
@@ -31,7 +33,7 @@ async def test_a_burst_is_stored_in_order_and_published_after_its_acks(
 ) -> None:
     await seed(sessions, "a", {})
     publisher = RecordingPublisher()
-    writer = MessageWriter(sessions, publisher)
+    writer = MessageWriter(SessionGroupStore(sessions, 0), publisher)
     await writer.start()
     try:
         futures = [writer.submit("a", "owner", "owner", str(n)) for n in range(50)]
@@ -45,7 +47,7 @@ async def test_a_burst_is_stored_in_order_and_published_after_its_acks(
 
 async def test_refusals_fail_their_own_futures_only(sessions: Sessions) -> None:
     await seed(sessions, "a", {"r": Role.reader})
-    writer = MessageWriter(sessions, RecordingPublisher())
+    writer = MessageWriter(SessionGroupStore(sessions, 0), RecordingPublisher())
     await writer.start()
     try:
         reader = writer.submit("a", "r", "r", "1")
@@ -62,7 +64,7 @@ async def test_refusals_fail_their_own_futures_only(sessions: Sessions) -> None:
 
 async def test_a_failed_publish_keeps_the_message_stored(sessions: Sessions) -> None:
     await seed(sessions, "a", {})
-    writer = MessageWriter(sessions, RecordingPublisher(fail=True))
+    writer = MessageWriter(SessionGroupStore(sessions, 0), RecordingPublisher(fail=True))
     await writer.start()
     try:
         first = await writer.publish("a", "owner", "owner", "1")
@@ -74,7 +76,7 @@ async def test_a_failed_publish_keeps_the_message_stored(sessions: Sessions) -> 
 
 async def test_stop_stores_what_is_queued(sessions: Sessions) -> None:
     await seed(sessions, "a", {})
-    writer = MessageWriter(sessions, RecordingPublisher())
+    writer = MessageWriter(SessionGroupStore(sessions, 0), RecordingPublisher())
     await writer.start()
     futures = [writer.submit("a", "owner", "owner", str(n)) for n in range(5)]
     await writer.stop()
