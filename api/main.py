@@ -28,10 +28,10 @@ from api.collector import tune_collector
 from api.config import Settings
 from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.items.feed import AccessAudit, StoreFeed
-from api.items.group_store import group_store_for
 from api.items.service import Access
 from api.items.state_hub import StateHub
 from api.items.state_writer import StateWriter
+from api.items.stores import group_store_for
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.clock import utcnow
@@ -67,23 +66,3 @@ class SessionGroupStore:
     async def store(self, drafts: Sequence[Draft]) -> list[Result]:
         async with self._session_factory() as db:
             return await store_many(db, drafts, self._retention)
-
-
-def group_store_for(
-    url: str,
-    session_factory: async_sessionmaker[AsyncSession],
-    *,
-    retention: int,
-    sqlite_synchronous: str,
-) -> GroupStore:
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        from api.items.sqlite_store import SqliteGroupStore
-
-        return SqliteGroupStore(parsed.database, retention, sqlite_synchronous)
-    if backend == "postgresql":
-        from api.items.postgres_store import PostgresGroupStore, asyncpg_dsn
-
-        return PostgresGroupStore(asyncpg_dsn(url), retention)
-    return SessionGroupStore(session_factory, retention)

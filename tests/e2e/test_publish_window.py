@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from tests.client import Api, open_channel, recv
+from tests.support import Api, open_channel, recv
 
 TOTAL = 2000
 DEADLINE = 60.0  # seconds for TOTAL publishes: ~100x what they take

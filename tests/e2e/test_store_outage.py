@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.client import Api, open_channel, recv
 from tests.servers import POSTGRES_URL, Backend, LiveServer, postgres_database, settings_for
+from tests.support import Api, open_channel, recv
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs TEST_POSTGRES_URL")
 

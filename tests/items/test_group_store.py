@@ -14,10 +14,11 @@ from api import migrate
 from api.db import make_engine, make_session_factory
 from api.errors import Forbidden, NotFound
 from api.items import messages
-from api.items.group_store import GroupStore, SessionGroupStore, group_store_for
+from api.items.group_store import GroupStore, SessionGroupStore
 from api.items.messages import Draft, StoredMessage
 from api.items.postgres_store import PostgresGroupStore
 from api.items.sqlite_store import SqliteGroupStore
+from api.items.stores import group_store_for
 from api.models import Item, Membership, Role, User
 from tests.servers import POSTGRES_URL, postgres_database
 
@@ -38,7 +39,8 @@ class World:
 
     async def history(self, item_id: str) -> list[StoredMessage]:
         async with self.session_factory() as db:
-            return await messages.history(db, item_id, 0, 1000)
+            rows, _ = await messages.history(db, item_id, 0, 1000, 1 << 30)
+            return rows
 
 
 @pytest.fixture(params=DATABASES)

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.realtime.broker import Broker, broker_from_url
+from api.realtime.backends import broker_from_url
+from api.realtime.broker import Broker
 from tests.servers import REDIS_URL
 
 URLS = ["memory://", *([REDIS_URL] if REDIS_URL else [])]
