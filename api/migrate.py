@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from alembic import command
@@ -9,7 +11,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # The repository's top-level migrations/, installed as this package (see pyproject.toml).
 MIGRATIONS_PACKAGE = "api.migrations"
@@ -36,7 +38,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
     """Migrate on a connection of the app's engine; workers starting together queue up.
 
     Returns the revision the database is at afterwards."""
-    async with engine.begin() as conn:
+    async with engine.connect() as conn, foreign_keys_off(conn), conn.begin():
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_run, "upgrade", revision)
@@ -44,8 +46,26 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
-    async with engine.begin() as conn:
+    async with engine.connect() as conn, foreign_keys_off(conn), conn.begin():
         await conn.run_sync(_run, "downgrade", revision)
+
+
+@asynccontextmanager
+async def foreign_keys_off(conn: AsyncConnection) -> AsyncIterator[None]:
+    """On SQLite, foreign keys unenforced while migrating: batch mode rebuilds a table by
+    dropping it, and with them enforced the drop would delete, by cascade, every row that
+    refers to it (all items, with `users` rebuilt). SQLite ignores the pragma inside a
+    transaction, so it is set before one begins, and back after it ends."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await conn.commit()
+    try:
+        yield
+    finally:
+        if sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await conn.commit()
 
 
 def _current_revision(connection: Connection) -> str | None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from api.config import Settings
 from api.db import Base, make_engine
+from api.migrate import foreign_keys_off
 from api.models import *  # noqa: F403  (registers every table on Base.metadata)
 
 config = context.config
@@ -34,7 +35,7 @@ async def run_async() -> None:
     if url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
-    async with engine.connect() as connection:
+    async with engine.connect() as connection, foreign_keys_off(connection):
         await connection.run_sync(run_with)
         await connection.commit()
     await engine.dispose()
