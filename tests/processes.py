@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,14 @@ class Worker:
         # A fixed port lets a test restart the service where its clients expect it.
         self.port = port if port is not None else free_port()
         self.log = log
-        self.env = env
+        # The suite's servers share one Redis and register many users from one address:
+        # unless a test sets them, its own limit counters and limits it will not reach.
+        self.env = {
+            "RATE_LIMIT_KEY_PREFIX": f"ic-test-{uuid.uuid4().hex[:12]}",
+            "REGISTRATIONS_PER_ADDRESS": "100000",
+            "LOGIN_FAILURES_PER_ADDRESS": "100000",
+            **env,
+        }
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 

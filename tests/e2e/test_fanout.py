@@ -50,6 +50,32 @@ async def close_all(sockets: list[ClientConnection]) -> None:
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
 
+async def overflows(api: Api) -> float:
+    """Sockets closed so far for a full outgoing queue (the server's metric)."""
+    r = await api.http.get("/metrics")
+    for line in r.text.splitlines():
+        if line.startswith("item_channels_queue_overflows_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def drain_after_overflow(
+    api: Api, stuck: ClientConnection, before: float
+) -> tuple[list[dict[str, Any]], int | None, str | None]:
+    """Once a queue has overflowed, read the stuck socket to its close: its frames, and
+    the close code and reason."""
+    async with asyncio.timeout(60):
+        while await overflows(api) <= before:
+            await asyncio.sleep(0.05)
+    seen: list[dict[str, Any]] = []
+    try:
+        while True:
+            seen.append(json.loads(await asyncio.wait_for(stuck.recv(), TIMEOUT)))
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None, "closed without a close frame"
+        return seen, exc.rcvd.code, exc.rcvd.reason
+
+
 async def stuck_socket(server: LiveServer, item: str, token: str) -> ClientConnection:
     """A socket that stops reading at once: a tiny kernel receive buffer, `max_queue=1`.
 
@@ -168,24 +194,20 @@ async def test_slow_consumer_is_closed_and_resumes(make_server: MakeServer) -> N
         stuck = await stuck_socket(api.server, item, owner.token)
         reader: ClientConnection | None = None
         reading: asyncio.Future[list[dict[str, Any]]] | None = None
+        draining: asyncio.Future[Any] | None = None
         try:
             reader, _ = await ready(api.server, item, owner.token, compression=None)
             payloads = [{"n": n, "blob": "b" * BIG} for n in range(count)]
             reading = asyncio.create_task(messages_through(reader, count, 60))
+            before = await overflows(api)
+            # The stuck socket reads once its queue has overflowed, while the others go on:
+            # what was sent before the close, then 1013. (Were it to wait much longer, the
+            # server would rightly let go of a peer that cannot take its close frame.)
+            draining = asyncio.create_task(drain_after_overflow(api, stuck, before))
             await asyncio.gather(*(rest_publisher(api, owner, item, p) for p in split(payloads, 2)))
             frames = await reading
             assert [f["seq"] for f in frames] == list(range(1, count + 1))
-
-            # The stuck socket reads now: what was sent before the close, then 1013.
-            seen: list[dict[str, Any]] = []
-            code = reason = None
-            try:
-                while True:
-                    raw = await asyncio.wait_for(stuck.recv(), TIMEOUT)
-                    seen.append(json.loads(raw))
-            except ConnectionClosed as exc:
-                assert exc.rcvd is not None, "closed without a close frame"
-                code, reason = exc.rcvd.code, exc.rcvd.reason
+            seen, code, reason = await draining
             assert (code, reason) == (1013, "slow consumer")
             assert seen[0]["type"] == "ready"
             seqs = [f["seq"] for f in seen if f["type"] == "message"]
@@ -193,6 +215,7 @@ async def test_slow_consumer_is_closed_and_resumes(make_server: MakeServer) -> N
             assert len(seqs) < count
         finally:
             await cancel(reading)
+            await cancel(draining)
             await close_all([s for s in (stuck, reader) if s is not None])
 
         # It resumes from the last seq it got, and loses nothing.
