@@ -13,6 +13,7 @@ from tests.python_client.conftest import NewClient, me
 from tests.servers import LiveServer
 
 TIMEOUT = 30
+# Item ids may begin with "-": after `--`, as a shell user passes them, they are not options.
 
 
 async def cli(
@@ -48,13 +49,15 @@ async def test_listen_prints_json_lines_and_publish_prints_the_seq(
     item = (await alice.create_item("x"))["id"]
     await alice.post_message(item, "old")
     assert alice.token is not None
-    listener = await cli(server, "listen", item, "--since", "0", ITEM_CHANNELS_TOKEN=alice.token)
+    listener = await cli(
+        server, "listen", "--since", "0", "--", item, ITEM_CHANNELS_TOKEN=alice.token
+    )
     assert listener.stdout is not None
     try:
         first = json.loads(await asyncio.wait_for(listener.stdout.readline(), TIMEOUT))
         # Options also come after the command, as in `websocat`-style use.
         code, out, err = await run(
-            server, "publish", item, '{"text": "hi"}', "--token", alice.token
+            server, "publish", "--token", alice.token, "--", item, '{"text": "hi"}'
         )
         assert (code, out, err) == (0, "2\n", "")
         second = json.loads(await asyncio.wait_for(listener.stdout.readline(), TIMEOUT))
@@ -77,7 +80,7 @@ async def test_username_and_password_from_the_environment(
     await alice.login(name, PASSWORD)
     item = (await alice.create_item("x"))["id"]
     code, out, _ = await run(
-        server, "--username", name, "publish", item, "[1, 2]", ITEM_CHANNELS_PASSWORD=PASSWORD
+        server, "--username", name, "publish", "--", item, "[1, 2]", ITEM_CHANNELS_PASSWORD=PASSWORD
     )
     assert (code, out) == (0, "1\n")
     assert [m["data"] for m in await alice.messages(item)] == [[1, 2]]
@@ -89,11 +92,11 @@ async def test_refusals_and_bad_input_exit_with_a_message(
     alice, bob = await new_client(), await new_client()
     item = (await alice.create_item("x"))["id"]
     assert bob.token is not None
-    code, out, err = await run(server, "--token", bob.token, "listen", item)
+    code, out, err = await run(server, "--token", bob.token, "listen", "--", item)
     assert (code, out) == (1, "") and "1008 'forbidden'" in err
-    code, _, err = await run(server, "--token", bob.token, "publish", item, "{not json")
+    code, _, err = await run(server, "--token", bob.token, "publish", "--", item, "{not json")
     assert code == 1 and "not JSON" in err
-    code, _, err = await run(server, "publish", item, "1", ITEM_CHANNELS_TOKEN="")
+    code, _, err = await run(server, "publish", "--", item, "1", ITEM_CHANNELS_TOKEN="")
     assert code == 1 and "--token" in err
 
 
@@ -105,6 +108,6 @@ async def test_the_service_command_hands_listen_and_publish_to_the_client(
     item = (await alice.create_item("x"))["id"]
     assert alice.token is not None
     code, out, err = await run(
-        server, "publish", item, '{"text": "hi"}', "--token", alice.token, module="api"
+        server, "publish", "--token", alice.token, "--", item, '{"text": "hi"}', module="api"
     )
     assert (code, out, err) == (0, "1\n", "")
