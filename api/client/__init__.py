@@ -22,7 +22,7 @@ from api.client.errors import (
 )
 from api.client.http import Client
 from api.client.retry import Backoff
-from api.client.types import Item, Member, Message, Presence, Token, User
+from api.client.types import Item, ItemState, Kind, Member, Message, Presence, Token, User
 
 __all__ = [
     "Backoff",
@@ -33,6 +33,8 @@ __all__ = [
     "ClientError",
     "HTTPError",
     "Item",
+    "ItemState",
+    "Kind",
     "Member",
     "Message",
     "NotRecovered",

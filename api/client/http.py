@@ -13,7 +13,7 @@ from api.client.channel import Channel
 from api.client.errors import HTTPError, ProtocolError, ServerUnavailable
 from api.client.refresh import Tokens, response_detail
 from api.client.retry import Backoff
-from api.client.types import Item, Member, Message, Presence, Token, User
+from api.client.types import Item, ItemState, Kind, Member, Message, Presence, Token, User
 
 Role = Literal["reader", "writer"]
 
@@ -196,6 +196,29 @@ class Client:
     async def presence(self, item_id: str) -> Presence:
         path = f"/items/{_seg(item_id)}/presence"
         return cast(Presence, await self._call("GET", path, 200))
+
+    # Item state (CONTRACT §4c).
+
+    async def kinds(self) -> list[Kind]:
+        return cast(list[Kind], await self._call("GET", "/kinds", 200))
+
+    async def state(self, item_id: str) -> ItemState:
+        """The item's current state and its version."""
+        return cast(ItemState, await self._call("GET", f"/items/{_seg(item_id)}/state", 200))
+
+    async def patch(self, item_id: str, ops: list[dict[str, Any]]) -> ItemState:
+        """Change a `document` by JSON Patch (all operations or none); a failed `test`
+        raises `HTTPError` 409, a patch that does not apply 422."""
+        return await self._change(item_id, {"ops": ops})
+
+    async def action(self, item_id: str, action: dict[str, Any]) -> ItemState:
+        """Act on a game (`{"move": 4}` in `tictactoe`); an illegal one raises
+        `HTTPError` 409 with the rule it breaks as its detail."""
+        return await self._change(item_id, {"action": action})
+
+    async def _change(self, item_id: str, body: dict[str, Any]) -> ItemState:
+        path = f"/items/{_seg(item_id)}/state"
+        return cast(ItemState, await self._call("POST", path, 200, json=body))
 
     # The item channel (CONTRACT §4).
 

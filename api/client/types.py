@@ -41,3 +41,17 @@ class Message(TypedDict):
 class Presence(TypedDict):
     count: int
     users: list[str]
+
+
+class ItemState(TypedDict):
+    """An item's state (CONTRACT §4c): what its kind allows, at a version."""
+
+    item_id: str
+    kind: str
+    version: int
+    state: dict[str, Any]
+
+
+class Kind(TypedDict):
+    kind: str
+    description: str
