@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.processes import ROOT
 from tests.servers import TEST_SECRET, LiveServer, free_port
@@ -83,9 +84,13 @@ async def ready_when_freed(
     """The server frees a slot when it has processed the close: retry a bounded number of times."""
     for _ in range(50):
         ws = await _open(srv, item, user)
-        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        if first["type"] == "ready":
-            return ws, first
+        try:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        except ConnectionClosed as exc:  # not freed yet: 1013 before any frame
+            assert exc.rcvd is not None and exc.rcvd.code == 1013, exc
+        else:
+            if first["type"] == "ready":
+                return ws, first
         await ws.close()
         await asyncio.sleep(0.05)
     raise AssertionError("slot never freed")
