@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,9 +12,38 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import TEST_SECRET, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def embedded_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of the embedded defaults (SQLite under VAR_DIR, in-memory broker)."""
+    return {
+        **os.environ,
+        "VAR_DIR": str(tmp / "var"),
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": "",
+        "BROKER_URL": "memory://",
+        **extra,
+    }
+
+
+def wait_until_healthy(
+    proc: subprocess.Popen[bytes], base: str, log: Path, within: float = 30.0
+) -> None:
+    """Back once `base`/healthz answers 200; fails with the server's log if it exits or
+    does not answer `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server did not start:\n{log.read_text()}")
 
 
 class Worker:
@@ -46,16 +76,8 @@ class Worker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise RuntimeError("worker did not start")
+        wait_until_healthy(self.proc, self.base, self.log)
+        return self
 
     @property
     def base(self) -> str:

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from alembic.script import ScriptDirectory
 from websockets.sync.client import connect
 
 from api import __version__, migrate
+from tests.processes import wait_until_healthy
 from tests.servers import free_port
 from tests.support import PASSWORD
 
@@ -104,16 +104,7 @@ def serving(installed: Path, empty_dir: Path, user_env: dict[str, str]) -> Itera
         )
     base = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError(f"the server did not start:\n{log.read_text()}")
+        wait_until_healthy(proc, f"http://{base}", log, within=60)
         yield base
     finally:
         proc.terminate()

@@ -10,17 +10,15 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from api import __main__ as cli
 from tests.e2e.test_process import login, new_item
-from tests.processes import ROOT
+from tests.processes import ROOT, embedded_env, wait_until_healthy
 from tests.servers import TEST_SECRET, free_port
 
 LIMIT = 1024
@@ -49,14 +47,7 @@ def test_serve_pins_the_sansio_implementation_and_the_frame_limit(
 @pytest.fixture(params=["serve", "plain uvicorn"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "VAR_DIR": str(tmp_path / "var"),
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": "",
-        "BROKER_URL": "memory://",
-        "MAX_MESSAGE_BYTES": str(LIMIT),
-    }
+    env = embedded_env(tmp_path, MAX_MESSAGE_BYTES=str(LIMIT))
     if request.param == "serve":
         command = [sys.executable, "-m", "api", "serve", "--port", str(port)]
     else:
@@ -67,16 +58,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError(f"the server did not start:\n{log.read_text()}")
+        wait_until_healthy(proc, base, log)
         yield base
     finally:
         proc.terminate()

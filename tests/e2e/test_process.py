@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,8 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.processes import ROOT, Worker
-from tests.servers import TEST_SECRET
+from tests.processes import ROOT, Worker, embedded_env
 from tests.support import PASSWORD, closed, recv, unique
 
 TIMEOUT = 15.0
@@ -26,13 +24,7 @@ TIMEOUT = 15.0
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """The embedded defaults (SQLite under VAR_DIR, in-memory broker)."""
-    return {
-        **os.environ,
-        "VAR_DIR": str(tmp_path / "var"),
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": "",
-        "BROKER_URL": "memory://",
-    }
+    return embedded_env(tmp_path)
 
 
 @pytest.fixture

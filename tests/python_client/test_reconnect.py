@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from api.client import Client, Message
-from tests.processes import Worker
+from tests.processes import Worker, embedded_env
 from tests.python_client.conftest import FAST, NewClient, Proxy, me, until
-from tests.servers import TEST_SECRET, free_port
+from tests.servers import free_port
 from tests.support import PASSWORD, unique
 
 
@@ -72,13 +71,7 @@ async def test_a_publish_during_a_drop_waits_for_the_reconnect(
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "VAR_DIR": str(tmp_path / "var"),
-        "SECRET_KEY": TEST_SECRET,
-        "DATABASE_URL": "",
-        "BROKER_URL": "memory://",
-    }
+    return embedded_env(tmp_path)
 
 
 @pytest.fixture
