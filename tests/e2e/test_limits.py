@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.processes import ROOT
+from tests.rawsocket import silent_socket
 from tests.servers import TEST_SECRET, LiveServer, free_port
 from tests.support import PASSWORD, Api, User, closed, read_until, ready, recv, unique
 
@@ -161,24 +160,6 @@ async def test_request_bodies_are_bounded(make_server: MakeServer) -> None:
             assert r.status_code == 201
 
 
-def _handshake_then_go_silent(port: int, path: str) -> socket.socket:
-    """A client that completes the handshake and then never reads nor answers a ping."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(4096)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
 @contextmanager
 def served_by_cli(tmp: Path, **env: str) -> Iterator[str]:
     """`python -m api serve` with the given settings; yields the base URL."""
@@ -229,7 +210,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> N
             async with ws:
                 assert (await read_until(ws, "presence"))[-1]["user"] == watcher.username
                 port = int(base.rsplit(":", 1)[1])
-                sock = _handshake_then_go_silent(port, f"/items/{item}/ws?token={silent.token}")
+                sock = silent_socket(port, f"/items/{item}/ws?token={silent.token}", timeout=10)
                 try:
                     joined = (await read_until(ws, "presence"))[-1]
                     assert joined["event"] == "join" and joined["user"] == silent.username

@@ -4,7 +4,6 @@ unmasked, reserved opcode), written byte by byte on a raw socket."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import struct
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.adversarial.world import OPEN_TIMEOUT, Ctx, assert_service_works
+from tests.rawsocket import upgrade_request
 from tests.support import TIMEOUT
 
 
@@ -69,14 +69,7 @@ class RawSocket:
             asyncio.open_connection("127.0.0.1", port), OPEN_TIMEOUT
         )
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                    "Sec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
+            writer.write(upgrade_request(port, path))
             response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), OPEN_TIMEOUT)
             assert response.startswith(b"HTTP/1.1 101"), response
             yield cls(reader, writer)

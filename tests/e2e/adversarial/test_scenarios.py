@@ -5,9 +5,7 @@ client that never reads."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
 import urllib.parse
 import uuid
@@ -30,6 +28,7 @@ from tests.e2e.adversarial.world import (
     refusal,
     with_cookie,
 )
+from tests.rawsocket import silent_socket
 from tests.servers import LiveServer
 from tests.support import PASSWORD, Api, User, read_until, recv, unique
 
@@ -282,28 +281,4 @@ async def test_a_client_that_never_reads_is_let_go_once_its_queue_overflows(
 
 
 def _never_reading_socket(port: int, path: str) -> socket.socket:
-    """Completes the handshake, then never reads again (a tiny receive buffer, so the
-    server's sends back up quickly)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(OPEN_TIMEOUT)
-    try:
-        sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            (
-                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = sock.recv(1)
-            assert chunk, "closed during the handshake"
-            response += chunk
-        assert response.startswith(b"HTTP/1.1 101"), response
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return silent_socket(port, path, timeout=OPEN_TIMEOUT, rcvbuf=4096)
