@@ -7,7 +7,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.items.group_store import GroupStore, SessionGroupStore
-from api.items.postgres_store import PostgresGroupStore, asyncpg_dsn
+from api.items.postgres_conn import asyncpg_dsn
+from api.items.postgres_store import PostgresGroupStore
 from api.items.sqlite_store import SqliteGroupStore
 
 
