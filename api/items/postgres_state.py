@@ -40,12 +40,12 @@ updated AS (
     FROM d WHERE s.item_id = d.item_id
 ),
 pruned AS (
-    DELETE FROM state_changes c USING d
-    WHERE c.item_id = d.item_id AND c.version <= d.version - $4::int
+    DELETE FROM state_changes c USING unnest($4::text[], $5::int[]) AS p(item_id, upto)
+    WHERE c.item_id = p.item_id AND c.version <= p.upto
 )
 INSERT INTO state_changes (item_id, version, sender, state, ts)
-SELECT h.item_id, h.version, h.sender, h.state, $9::timestamptz
-FROM unnest($5::text[], $6::int[], $7::text[], $8::text[]) AS h(item_id, version, sender, state)
+SELECT h.item_id, h.version, h.sender, h.state, $10::timestamptz
+FROM unnest($6::text[], $7::int[], $8::text[], $9::text[]) AS h(item_id, version, sender, state)
 """
 
 
@@ -68,7 +68,7 @@ class PostgresStateStore:
             async with conn.transaction():
                 applied = await self._apply(conn, changes)
                 if applied.states:
-                    await conn.execute(_WRITE, *_columns(applied, self._keep), ts)
+                    await conn.execute(_WRITE, *_columns(applied), ts)
             return applied.outcomes
 
         return await self._writer.run(work)
@@ -88,14 +88,15 @@ class PostgresStateStore:
         return apply_group(changes, items, roles, self._max_bytes, self._keep)
 
 
-def _columns(applied: Applied, keep: int) -> tuple[Any, ...]:
+def _columns(applied: Applied) -> tuple[Any, ...]:
     states = applied.states
     history = applied.history
     return (
         list(states),
         [version for version, _ in states.values()],
         [text for _, text in states.values()],
-        keep,
+        list(applied.prune),
+        list(applied.prune.values()),
         [h[0] for h in history],
         [h[1] for h in history],
         [h[2] for h in history],

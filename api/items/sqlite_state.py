@@ -64,7 +64,8 @@ class SqliteStateStore:
         applied = apply_group(changes, found, known, self._max_bytes, self._keep)
         for item_id, (version, text) in applied.states.items():
             db.execute(_SET, (version, text, item_id))
-            db.execute(_PRUNE, (item_id, version - self._keep))
+        for item_id, upto in applied.prune.items():
+            db.execute(_PRUNE, (item_id, upto))
         if applied.history:
             stamp = sqlite_ts(stored_at())
             db.executemany(_KEEP, [(*row, stamp) for row in applied.history])

@@ -98,10 +98,9 @@ async def apply_many(
         await db.execute(
             update(_states).where(_states.c.item_id == item_id).values(version=version, state=text)
         )
+    for item_id, upto in applied.prune.items():
         await db.execute(
-            delete(_changes).where(
-                _changes.c.item_id == item_id, _changes.c.version <= version - keep
-            )
+            delete(_changes).where(_changes.c.item_id == item_id, _changes.c.version <= upto)
         )
     if applied.history:
         ts = stored_at()

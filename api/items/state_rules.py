@@ -103,6 +103,18 @@ class Applied:
     states: dict[str, tuple[int, str]] = field(default_factory=dict)
     # (item id, version, sender, state) of the versions to keep (the last `keep` per item).
     history: list[tuple[str, int, str, str]] = field(default_factory=list)
+    # Items whose kept versions up to this one are to be deleted (see `prune_upto`).
+    prune: dict[str, int] = field(default_factory=dict)
+
+
+def prune_upto(before: int, after: int, keep: int) -> int | None:
+    """The version up to which an item's kept versions go, or None to leave them.
+
+    Pruning every group would cost a delete per change: it happens when the versions
+    cross a multiple of a tenth of `keep` instead, so that at least the last `keep`
+    versions, and at most a tenth more, are kept."""
+    step = max(1, keep // 10)
+    return after - keep if after // step != before // step and after > keep else None
 
 
 def apply_group(
@@ -142,6 +154,9 @@ def apply_group(
     for item_id, (row, version, _, text) in current.items():
         if version != row.version:
             applied.states[item_id] = (version, text)
+            upto = prune_upto(row.version, version, keep)
+            if upto is not None:
+                applied.prune[item_id] = upto
     if len(history) > len(applied.states) and keep < len(history):
         # Only the last `keep` of each item need storing; older ones would be pruned.
         last = {item_id: version for item_id, (version, _) in applied.states.items()}

@@ -234,6 +234,26 @@ async def test_history_keeps_the_last_versions_only(engine: AsyncEngine, apply: 
     assert kept == [10, 11, 12]
 
 
+async def test_history_is_pruned_in_steps_of_a_tenth(engine: AsyncEngine, apply: Apply) -> None:
+    """With `keep` 20, deleting happens every 2 versions: the last 20 are always kept,
+    never more than 21."""
+    owner = await make_user(engine)
+    item = await make_item(engine, owner[0])
+    for n in range(1, 31):
+        await apply(patch(item, owner, {"op": "add", "path": "/n", "value": n}), keep=20)
+        async with make_session_factory(engine)() as db:
+            kept = list(
+                await db.scalars(
+                    select(StateChange.version)
+                    .where(StateChange.item_id == item)
+                    .order_by(StateChange.version)
+                )
+            )
+        assert kept[-min(n, 20) :] == list(range(max(1, n - 19), n + 1))
+        assert len(kept) <= 21
+    assert kept == list(range(11, 31))
+
+
 async def test_racing_writers_on_many_connections_get_contiguous_versions(
     database_url: str, engine: AsyncEngine, store_kind: str, apply: Apply
 ) -> None:
