@@ -31,7 +31,7 @@ from api.items.feed import AccessAudit, StoreFeed
 from api.items.service import Access
 from api.items.state_hub import StateHub
 from api.items.state_writer import StateWriter
-from api.items.stores import group_store_for
+from api.items.stores import group_store_for, state_store_for
 from api.items.writer import MessageWriter
 from api.limits import BodyLimit, KeepEncodedSlashes, allow_long_handshake_lines
 from api.logs import install_redaction, use_json_logs
@@ -84,12 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await writer.start()
         state_hub = StateHub(broker, session_factory, settings.gap_check_interval)
         await state_hub.start()
-        states = StateWriter(
+        state_store = state_store_for(
+            url,
             session_factory,
-            settings.max_state_bytes,
-            settings.state_history,
-            on_stored=state_hub.publish,
+            max_bytes=settings.max_state_bytes,
+            keep=settings.state_history,
+            sqlite_synchronous=settings.sqlite_synchronous,
         )
+        states = StateWriter(state_store, state_hub, settings.state_history)
         await states.start()
         resolver = CredentialResolver(
             codec,

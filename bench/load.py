@@ -2,7 +2,9 @@
 
 Over WebSocket, each socket keeps up to `window` publishes unacknowledged; over REST,
 each keep-alive connection makes one request at a time. A message counts once its `ack`
-(or 201) arrived, and the acknowledged seqs are returned for checking.
+(or 201) arrived, and the acknowledged seqs are returned for checking. With `change`,
+the sockets send state changes (`patch` frames setting `/d` to what a publish would
+carry) instead, and the acknowledged versions are returned in place of seqs.
 """
 
 from __future__ import annotations
@@ -63,13 +65,16 @@ class Load:
         token: str | None,
         connections: int,
         within: float,
+        copies: int = 1,
     ) -> Reply:
-        """Open one publishing socket per item in `urls`, or `connections` REST connections."""
+        """Open `copies` publishing sockets per item in `urls`, or `connections` REST
+        connections."""
         async with asyncio.timeout(within):
             if mode == "ws":
                 for item_id, url in urls.items():
-                    ws, _ = await open_client(url, within)
-                    self.publishers.append(Publisher(item_id, ws=ws))
+                    for _ in range(copies):
+                        ws, _ = await open_client(url, within)
+                        self.publishers.append(Publisher(item_id, ws=ws))
             else:
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 for _ in range(connections):
@@ -78,16 +83,26 @@ class Load:
                     self.publishers.append(Publisher(http=http))
         return {"open": len(self.publishers)}
 
-    async def run(self, total: int, window: int, items: list[str], within: float) -> Reply:
-        """Publish `total` messages over the open publishers, `window` unacknowledged at most
-        per socket (REST: one per connection); count the acknowledged ones."""
+    async def run(
+        self,
+        total: int,
+        window: int,
+        items: list[str],
+        within: float,
+        change: bool = False,
+        pad: int = 0,
+    ) -> Reply:
+        """Publish `total` messages (or state changes) over the open publishers, `window`
+        unacknowledged at most per socket (REST: one per connection); count the
+        acknowledged ones. `pad` characters of padding go into each message's data."""
         tally = Tally()
         started = time.time()
         pubs = self.publishers
         if pubs and pubs[0].ws is not None:
             shares = [total // len(pubs) + (n < total % len(pubs)) for n in range(len(pubs))]
             jobs = [
-                self._publish_ws(p, k, window, tally) for p, k in zip(pubs, shares, strict=True)
+                self._publish_ws(p, k, window, tally, change, "x" * pad)
+                for p, k in zip(pubs, shares, strict=True)
             ]
         else:
             turns = iter(range(total))
@@ -112,7 +127,9 @@ class Load:
         }
 
     @staticmethod
-    async def _publish_ws(pub: Publisher, count: int, window: int, tally: Tally) -> None:
+    async def _publish_ws(
+        pub: Publisher, count: int, window: int, tally: Tally, change: bool, pad: str
+    ) -> None:
         ws = pub.ws
         assert ws is not None
         if count == 0:
@@ -127,7 +144,7 @@ class Load:
                 frame = orjson.loads(text)
                 kind = frame.get("type")
                 if kind == "ack":
-                    tally.ok(pub.item_id, frame["seq"])
+                    tally.ok(pub.item_id, frame["version"] if change else frame["seq"])
                 elif kind == "error":
                     tally.error(str(text))
                 else:
@@ -142,10 +159,16 @@ class Load:
         try:
             for i in range(count):
                 await room.acquire()
-                data = {"i": i, "t": time.time()}
-                await ws.send(
-                    orjson.dumps({"type": "publish", "data": data, "ref": str(i)}).decode()
-                )
+                data: dict[str, Any] = {"i": i, "t": time.time()}
+                if pad:
+                    data["pad"] = pad
+                frame: dict[str, Any]
+                if change:
+                    ops = [{"op": "add", "path": "/d", "value": data}]
+                    frame = {"type": "patch", "ops": ops, "ref": str(i)}
+                else:
+                    frame = {"type": "publish", "data": data, "ref": str(i)}
+                await ws.send(orjson.dumps(frame).decode())
             await done.wait()
         finally:
             reader.cancel()

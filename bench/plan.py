@@ -30,6 +30,13 @@ class Plan:
     publish_window_many_items: int
     publish_windows_one_socket: tuple[int, ...]  # one socket, this many unacknowledged
     rest_connections: int  # per client process
+    # state: changes (and publishes, the baseline) per case; one socket's unacknowledged
+    # ones; racing writers on one document and each one's unacknowledged; padding per change.
+    state_total: int
+    state_window: int
+    state_writers: int
+    state_writer_window: int
+    state_pad: int
     # slow subscriber: subscribers (the slow one included), paced rate, padding per message;
     # the slow one's receive buffer and maximum segment size (a slow link: the server's
     # kernel then buffers ~50 KB for it instead of megabytes on loopback).
@@ -67,6 +74,11 @@ FULL = Plan(
     publish_window_many_items=4,
     publish_windows_one_socket=(32, 64, 256),
     rest_connections=8,
+    state_total=5000,
+    state_window=64,
+    state_writers=8,
+    state_writer_window=8,
+    state_pad=100,
     slow_subscribers=1000,
     slow_rate=20.0,
     slow_seconds=10.0,
@@ -95,6 +107,11 @@ QUICK = Plan(
     publish_window_many_items=2,
     publish_windows_one_socket=(8, 64),
     rest_connections=2,
+    state_total=200,
+    state_window=64,
+    state_writers=8,
+    state_writer_window=8,
+    state_pad=100,
     slow_subscribers=20,
     slow_rate=20.0,
     slow_seconds=0.5,

@@ -195,6 +195,29 @@ def checks(results: dict[str, ScenarioResult]) -> list[Check]:
             None if batched is None or not raw_burst else batched >= 2 * raw_burst and not faults,
         )
     )
+    for sockets, shape in ((1, "one socket"), (8, "8 writers racing on one item")):
+        change = _find(
+            results, "state", "ours", backend="sqlite-memory", change=True, sockets=sockets
+        )
+        out.append(
+            _ratio_check(
+                f"state change CPU ≤ 1.5× a publish's of the same size ({shape}, SQLite)",
+                _get(change, "cpu_us_per_op"),
+                _get(
+                    _find(
+                        results,
+                        "state",
+                        "ours",
+                        backend="sqlite-memory",
+                        change=False,
+                        sockets=sockets,
+                    ),
+                    "cpu_us_per_op",
+                ),
+                1.5,
+                "µs",
+            )
+        )
     out.append(
         _ratio_check(
             "p99 ≤ 1.1× raw's at 1,000 subscribers × 20 msg/s",

@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     names = args.scenario or list(SCENARIOS)
     external = External(args.postgres_url, args.redis_url)
     backend, publish_backends = _backends(args, external)
-    if "publish" not in names:
+    if not {"publish", "state"} & set(names):  # the scenarios run on each publish backend
         publish_backends = [b for b in publish_backends if b == backend] or [backend]
     uses_external = any(b.name == "postgres-redis" for b in [backend, *publish_backends])
     extra: dict[str, Any] = {

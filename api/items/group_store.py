@@ -16,28 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.clock import utcnow
 from api.errors import DomainError, Forbidden, NotFound
+from api.items.group_commit import CommitStore
 from api.items.messages import Draft, StoredMessage, store_many
 
 Result = StoredMessage | DomainError
 
 
-class GroupStore(Protocol):
-    async def open(self) -> None:
-        """Connect (a store that cannot connect yet retries at its next group)."""
-        ...
-
-    async def close(self) -> None: ...
-
-    async def store(self, drafts: Sequence[Draft]) -> list[Result]:
-        """Store a group in one transaction; raises (nothing stored, nothing numbered)
-        when the database cannot be reached or refuses the transaction."""
-        ...
+# Messages in, one result per message out: see `api.items.group_commit`.
+GroupStore = CommitStore[Draft, Result]
 
 
 def stored_at() -> datetime:

@@ -6,28 +6,17 @@ transaction: one round trip, the commit included. The items' rows are locked in 
 order first, so the writers of two processes cannot deadlock; the bump then sees the
 latest `last_seq` whichever process stored last, and seqs stay contiguous.
 
-A lost connection fails the group (its publishers are told `unavailable`, nothing was
-acknowledged) and the next group connects again.
+The connection is the writer's own (`api.items.postgres_conn`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections.abc import Sequence
-from typing import Any
-
-import asyncpg
 
 from api import metrics
 from api.items.group_store import Result, refused, stored_at
 from api.items.messages import Draft, StoredMessage
-
-log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT = 5.0
-# A group that takes longer has lost its server: fail it rather than hang the writer.
-COMMAND_TIMEOUT = 30.0
+from api.items.postgres_conn import PostgresWriter
 
 _STORE = """
 WITH d AS (
@@ -73,55 +62,28 @@ SELECT r.known, n.seq FROM rights r LEFT JOIN numbered n ON n.ord = r.ord ORDER 
 """
 
 
-def asyncpg_dsn(url: str) -> str:
-    """The SQLAlchemy URL as a libpq-style DSN for asyncpg."""
-    _, sep, rest = url.partition("://")
-    return f"postgresql://{rest}" if sep else url
-
-
 class PostgresGroupStore:
     def __init__(self, dsn: str, retention: int) -> None:
-        self._dsn = dsn
+        self._writer = PostgresWriter(dsn)
         self._retention = retention
-        self._conn: Any = None  # asyncpg.Connection
 
     async def open(self) -> None:
-        try:
-            await self._connection()
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            log.warning("the message store is not reachable yet; retrying at the next publish")
+        await self._writer.open()
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=5)
-
-    async def _connection(self) -> Any:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(
-                self._dsn, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
-            )
-        return self._conn
+        await self._writer.close()
 
     async def store(self, drafts: Sequence[Draft]) -> list[Result]:
         ts = stored_at()
-        conn = await self._connection()
         columns: tuple[list[str], ...] = ([], [], [], [])
         for draft in drafts:
             columns[0].append(draft.item_id)
             columns[1].append(draft.user_id)
             columns[2].append(draft.username)
             columns[3].append(draft.data)
-        try:
-            rows = await conn.fetch(_STORE, *columns, ts, self._retention)
-        except asyncpg.PostgresError:
-            raise  # the server refused it and rolled it back; the connection is fine
-        except BaseException:
-            # Lost, timed out or cancelled mid-statement: its state is unknown, start afresh.
-            self._conn = None
-            conn.terminate()
-            raise
+        rows = await self._writer.run(
+            lambda conn: conn.fetch(_STORE, *columns, ts, self._retention)
+        )
         results: list[Result] = []
         for draft, (known, seq) in zip(drafts, rows, strict=True):
             if seq is None:

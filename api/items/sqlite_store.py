@@ -1,38 +1,21 @@
-"""SQLite: the writer's own connection, driven by the stdlib driver on a thread of its own.
+"""SQLite: messages stored by the writer's own connection (`api.items.sqlite_conn`).
 
-A whole group — rights, `last_seq` bumps, inserts, commit — runs in one call: one hop
-from the event loop to that thread and back per group, instead of one per statement
-through aiosqlite and SQLAlchemy. Better still, with `synchronous=NORMAL` a commit in
-WAL mode writes to the OS's cache and syncs nothing: the group then runs right on the
-event loop (tens of microseconds, cheaper than the hop), unless another connection holds
-the write lock (the group then waits for it on the thread). Checkpoints, which do sync,
-run on the thread too. The statements' texts are fixed, so the driver's statement cache
-prepares each once for the connection's life.
-
-Durability: WAL with `synchronous=NORMAL` (the default) makes a commit survive a crash
-of the process — an acknowledged message is never lost to a kill -9 — but not a power
-cut or an OS crash, which may lose the last commits. `SQLITE_SYNCHRONOUS=FULL` syncs the
-WAL on every commit and survives those too, at the cost of one fsync per group.
+A whole group — rights, `last_seq` bumps, inserts, pruning — is one transaction, run on
+the event loop when the write lock is free (see `sqlite_conn` for why, and for what a
+commit survives).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 
 from api import metrics
 from api.items.group_store import Result, refused, stored_at
 from api.items.messages import Draft, StoredMessage
-
-SYNCHRONOUS = ("NORMAL", "FULL")
-# Another connection (the app's pool, a migration) may hold the write lock a while.
-BUSY_TIMEOUT_MS = 30_000
-# Messages stored between two checkpoints of the WAL (SQLite's own default is ~1000 pages).
-CHECKPOINT_EVERY = 2000
+from api.items.sqlite_conn import SqliteWriter
 
 _RIGHTS = (
     "SELECT items.owner_id, memberships.role FROM items LEFT JOIN memberships"
@@ -50,103 +33,25 @@ def sqlite_ts(ts: datetime) -> str:
 
 class SqliteGroupStore:
     def __init__(self, path: str, retention: int, synchronous: str = "NORMAL") -> None:
-        if synchronous.upper() not in SYNCHRONOUS:
-            raise ValueError(f"SQLITE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS)}")
-        self._path = path
+        self._writer = SqliteWriter(path, synchronous, "sqlite-messages")
         self._retention = retention
-        self._synchronous = synchronous.upper()
-        # One thread owns the connection: sqlite3 connections are not shared across threads.
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._db: sqlite3.Connection | None = None
-        # Groups run on the event loop when a commit syncs nothing (see above).
-        self._inline = self._synchronous == "NORMAL"
-        self._since_checkpoint = 0
-        self._busy_timeout = BUSY_TIMEOUT_MS
 
     async def open(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._connection)
+        await self._writer.open()
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._disconnect)
-        self._thread.shutdown(wait=True)
+        await self._writer.close()
 
     async def store(self, drafts: Sequence[Draft]) -> list[Result]:
-        # Only the writer calls this, one group at a time: the connection is never used
-        # by the loop and the thread at once.
-        loop = asyncio.get_running_loop()
         ts = stored_at()
-        try:
-            if not self._inline:
-                raise _Busy
-            results = self._store(drafts, ts, wait=False)
-        except _Busy:
-            results = await loop.run_in_executor(self._thread, self._store, drafts, ts, True)
-        stored = sum(isinstance(r, StoredMessage) for r in results)
-        metrics.MESSAGES_STORED.inc(stored)
-        self._since_checkpoint += stored
-        if self._inline and self._since_checkpoint >= CHECKPOINT_EVERY:
-            self._since_checkpoint = 0
-            await loop.run_in_executor(self._thread, self._checkpoint)
-        return results
-
-    # On the store's thread.
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            # Autocommit mode: transactions are begun and ended explicitly below.
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            db.execute("PRAGMA foreign_keys=ON")
-            if self._inline:
-                # Not at a commit on the event loop: `_checkpoint`, on the thread.
-                db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db = db
-            self._busy_timeout = BUSY_TIMEOUT_MS
-        return self._db
-
-    def _checkpoint(self) -> None:
-        with contextlib.suppress(sqlite3.Error):  # PASSIVE: never waits; next time then
-            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def _disconnect(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
-
-    def _store(self, drafts: Sequence[Draft], ts: datetime, wait: bool) -> list[Result]:
-        """On the loop (`wait` false: `_Busy` if the write lock is taken) or the thread."""
-        db = self._connection()
-        timeout = BUSY_TIMEOUT_MS if wait else 0
-        if self._busy_timeout != timeout:
-            db.execute(f"PRAGMA busy_timeout={timeout}")
-            self._busy_timeout = timeout
-        try:
-            # IMMEDIATE: the write lock now, so reading the rights cannot race a writer.
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not wait and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise _Busy from exc
-            raise
-        try:
-            results = self._numbered(db, drafts, ts)
-            db.execute("COMMIT")
-        except BaseException:
-            try:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            except sqlite3.Error:
-                # The connection is unusable: the next group opens a fresh one.
-                with contextlib.suppress(sqlite3.Error):
-                    db.close()
-                self._db = None
-            raise
+        results = await self._writer.transact(partial(self._numbered, drafts=drafts, ts=ts))
+        metrics.MESSAGES_STORED.inc(sum(isinstance(r, StoredMessage) for r in results))
         return results
 
     def _numbered(
-        self, db: sqlite3.Connection, drafts: Sequence[Draft], ts: datetime
-    ) -> list[Result]:
+        self, db: sqlite3.Connection, *, drafts: Sequence[Draft], ts: datetime
+    ) -> tuple[list[Result], int]:
+        """The group's results and the rows written."""
         rights: dict[tuple[str, str], bool | None] = {}
         by_item: dict[str, list[int]] = {}
         results: list[Result] = []
@@ -173,11 +78,7 @@ class SqliteGroupStore:
             for item_id, indexes in by_item.items():
                 last_seq = results[indexes[-1]].seq  # type: ignore[union-attr]
                 db.execute(_PRUNE, (item_id, last_seq - self._retention))
-        return results
-
-
-class _Busy(Exception):
-    """Another connection holds the write lock: wait for it on the thread, not the loop."""
+        return results, len(rows)
 
 
 def _may_publish(row: tuple[str, str | None] | None, user_id: str) -> bool | None:

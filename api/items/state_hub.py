@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -86,9 +87,14 @@ class StateHub:
         self._items.clear()
 
     async def publish(self, stored: StoredState) -> None:
-        """Announce a stored version to every worker (the state writer's `on_stored`)."""
-        await self.broker.publish(
-            state_channel(stored.item_id), _envelope(stored.version, stored.frame())
+        """Announce a stored version to every worker."""
+        await self.publish_states([stored])
+
+    async def publish_states(self, states: Sequence[StoredState]) -> None:
+        """Announce a stored group's versions to every worker, in order, in one broker
+        call (the state writer's publisher)."""
+        await self.broker.publish_many(
+            [(state_channel(s.item_id), _envelope(s.version, s.frame())) for s in states]
         )
 
     # Sockets.

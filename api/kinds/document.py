@@ -8,6 +8,7 @@ import jsonpatch
 import jsonpointer
 
 from api.kinds.base import Actor, Conflict, Invalid, JSONObject, Kind
+from api.kinds.patch import apply_simple
 
 
 class Document(Kind):
@@ -21,6 +22,9 @@ class Document(Kind):
     def apply(self, state: JSONObject, change: Any, actor: Actor) -> JSONObject:
         if not isinstance(change, list) or not all(isinstance(op, dict) for op in change):
             raise Invalid("ops must be an array of JSON Patch operation objects")
+        simple = apply_simple(state, change)
+        if simple is not None:
+            return simple
         try:
             patch = jsonpatch.JsonPatch(change)
             # Works on a copy: a patch that fails half-way leaves the state untouched.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 
 from api.deps import CurrentUser, DbDep, RuntimeDep
-from api.errors import DomainError, Forbidden, NotFound
+from api.errors import DomainError, Forbidden, NotFound, Unavailable
 from api.items import service, state
 from api.items.access import cached_access
 from api.items.state import Change, StoredState, TooLarge
@@ -20,6 +20,7 @@ REFUSALS = {
     404: {"model": DetailOut, "description": "No such item, or not the caller's"},
     409: {"model": DetailOut, "description": "A failed `test` op, or an illegal action"},
     413: {"model": DetailOut, "description": "The state would exceed MAX_STATE_BYTES"},
+    503: {"model": DetailOut, "description": "The store is unreachable: nothing was stored"},
 }
 
 
@@ -55,9 +56,13 @@ async def change_state(
     except (NotFound, Forbidden) as exc:
         raise http_error(exc) from exc
     field, value = ("ops", body.ops) if body.ops is not None else ("action", body.action)
-    outcome = await runtime.states.submit(
-        Change(item_id, principal.user_id, principal.username, field, value)
-    )
+    try:
+        outcome = await runtime.states.submit(
+            Change(item_id, principal.user_id, principal.username, field, value)
+        )
+    except Unavailable as exc:
+        # Nothing was stored: the client may send it again.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=exc.detail) from exc
     if isinstance(outcome, StoredState):
         return JSONText(outcome.body())
     raise refusal_error(outcome, field)
