@@ -50,7 +50,10 @@ async def test_every_way_of_presenting_a_credential_is_accepted(api: Api) -> Non
         "query": {"query": {"token": alice.token}},
         "header": {"additional_headers": alice.headers},
         "subprotocol": {"subprotocols": ["bearer", alice.token]},
-        "cookie": {"additional_headers": cookie_headers(alice.cookie), "origin": api.server.base_url},
+        "cookie": {
+            "additional_headers": cookie_headers(alice.cookie),
+            "origin": api.server.base_url,
+        },
         "ticket": {"query": {"token": await ticket(api, alice)}},
     }
     for name, kwargs in ways.items():
