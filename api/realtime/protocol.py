@@ -197,6 +197,24 @@ class ErrorFrame(_Frame):
     item_id: str | None = Field(None, description="On `/ws`: the item the frame named.")
 
 
+class StateFrame(_Frame):
+    """The item's state: the snapshot after `ready` (no `sender`), then every change."""
+
+    type: Literal["state"] = "state"
+    item_id: str
+    version: int
+    state: dict[str, Any]
+    sender: str | None = None
+
+
+class StateAckFrame(_Frame):
+    """The answer to a `patch` or `action`: stored as this version."""
+
+    type: Literal["ack"] = "ack"
+    ref: str | None = None
+    version: int
+
+
 class BatchFrame(_Frame):
     """Only with `?batch=1`: consecutive frames sent as one, in order."""
 
@@ -225,8 +243,10 @@ SERVER_FRAMES = (
     PongFrame,
     ErrorFrame,
     BatchFrame,
+    StateFrame,
+    StateAckFrame,
 )
-CLIENT_FRAMES = (PublishFrame, PingFrame, RefreshFrame)
+CLIENT_FRAMES = (PublishFrame, PingFrame, RefreshFrame, PatchFrame, ActionFrame)
 
 PONG = '{"type":"pong"}'
 

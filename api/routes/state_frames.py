@@ -14,12 +14,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import WebSocket
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
 
 from api.auth.credentials import Principal
 from api.errors import Forbidden, NotFound
@@ -34,24 +32,6 @@ MAX_INFLIGHT = 256
 FORBIDDEN_DETAIL = "readers cannot change the state"
 NO_ACCESS_DETAIL = "no such item, or no access to it"
 RATE_DETAIL = "changing too fast; slow down"
-
-
-class StateFrame(protocol._Frame):
-    """The item's state: the snapshot after `ready` (no `sender`), then every change."""
-
-    type: Literal["state"] = "state"
-    item_id: str
-    version: int
-    state: dict[str, Any]
-    sender: str | None = None
-
-
-class StateAckFrame(protocol._Frame):
-    """The answer to a `patch` or `action`: stored as this version."""
-
-    type: Literal["ack"] = "ack"
-    ref: str | None = None
-    version: int
 
 
 def wants_state(websocket: WebSocket) -> bool:
@@ -148,36 +128,3 @@ class StateFrames:
     def _error(self, code: str, detail: str, ref: str | None, item_id: str) -> None:
         named = item_id if self._names_items else None
         self._outbox.push(0, protocol.error_frame(code, detail, ref, named))
-
-
-ASYNCAPI_SENT = (StateFrame, StateAckFrame)
-ASYNCAPI_RECEIVED = (protocol.PatchFrame, protocol.ActionFrame)
-
-
-def with_state_frames(document: dict[str, Any]) -> dict[str, Any]:
-    """The channel's AsyncAPI document with the state frames and `?state=1` added."""
-    ref = "#/components/schemas/{model}"
-    models: list[type[BaseModel]] = [*ASYNCAPI_SENT, *ASYNCAPI_RECEIVED]
-    _, schema = models_json_schema([(m, "serialization") for m in models], ref_template=ref)
-    components = document["components"]
-    components["schemas"].update(schema.get("$defs", {}))
-    channel = document["channels"]["item"]
-    channel["bindings"]["ws"]["query"]["properties"]["state"] = {
-        "type": "string",
-        "description": "`1`: the state snapshot after `ready`, then a `state` frame per change.",
-    }
-    for model in models:
-        name = model.__name__.removesuffix("Frame")
-        components["messages"][name] = {
-            "name": name,
-            "title": name,
-            "summary": (model.__doc__ or name).strip().splitlines()[0],
-            "contentType": "application/json",
-            "payload": {"$ref": ref.format(model=model.__name__)},
-        }
-        channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
-        operation = "receiveItemFrames" if model in ASYNCAPI_SENT else "sendItemFrames"
-        document["operations"][operation]["messages"].append(
-            {"$ref": f"#/channels/item/messages/{name}"}
-        )
-    return document
