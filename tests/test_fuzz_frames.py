@@ -1,5 +1,6 @@
-"""Property-based fuzzing of `protocol.parse_client_frame`, the channel's only parser of
-client input: whatever arrives, it returns a frame model or raises `FrameError`."""
+"""Property-based fuzzing of `protocol.parse_client_frame` and
+`multiplex_frames.parse_multiplex_frame`, the sockets' only parsers of client input:
+whatever arrives, they return a frame model or raise `FrameError`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from api.patterns import ITEM_ID_RE
+from api.realtime import multiplex_frames as mux
 from api.realtime import protocol
 
 FUZZ = settings(
@@ -20,7 +23,22 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-FRAME_TYPES = (protocol.PublishFrame, protocol.PingFrame, protocol.RefreshFrame)
+FRAME_TYPES = (
+    protocol.PublishFrame,
+    protocol.PingFrame,
+    protocol.RefreshFrame,
+    protocol.PatchFrame,
+    protocol.ActionFrame,
+)
+MUX_TYPES = (
+    mux.SubscribeFrame,
+    mux.UnsubscribeFrame,
+    mux.ItemPublishFrame,
+    mux.ItemPatchFrame,
+    mux.ItemActionFrame,
+    protocol.PingFrame,
+    protocol.RefreshFrame,
+)
 
 # Any JSON value (what orjson can round-trip: finite floats, 64-bit integers).
 scalars = st.one_of(
@@ -38,7 +56,9 @@ json_values = st.recursive(
     max_leaves=20,
 )
 # Values for the fields the parser cares about, valid or not.
-types = st.one_of(st.sampled_from(["publish", "ping", "refresh", "pong", ""]), json_values)
+types = st.one_of(
+    st.sampled_from(["publish", "ping", "refresh", "pong", "patch", "action", ""]), json_values
+)
 refs = st.one_of(
     st.text(max_size=64), st.text(min_size=65, max_size=100), json_values, st.just("r" * 64)
 )
@@ -55,7 +75,7 @@ frame_dicts = st.fixed_dictionaries(
 )
 
 
-def check(text: str) -> protocol.PublishFrame | protocol.PingFrame | protocol.RefreshFrame | None:
+def check(text: str) -> protocol.ItemClientFrame | None:
     """Parse; anything but a frame model or a FrameError fails the property."""
     try:
         frame = protocol.parse_client_frame(text)
@@ -169,3 +189,68 @@ def test_a_publish_with_an_overlong_ref_is_refused_without_echo(ref: str, data: 
         assert exc.ref is None
     else:
         raise AssertionError("a ref over 64 characters was accepted")
+
+
+# `/ws`: the same guarantees, and the `item_id` a refused frame named is echoed.
+
+mux_types = st.one_of(
+    st.sampled_from(["subscribe", "unsubscribe", "publish", "patch", "action", "ping", "x"]),
+    json_values,
+)
+item_ids = st.one_of(
+    st.from_regex(ITEM_ID_RE, fullmatch=True),
+    st.text(max_size=80),
+    st.text(min_size=257, max_size=300),
+    json_values,
+)
+sinces = st.one_of(st.integers(min_value=-5, max_value=2**63 - 1), json_values)
+mux_dicts = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": mux_types,
+        "item_id": item_ids,
+        "since": sinces,
+        "state": st.one_of(st.booleans(), json_values),
+        "data": json_values,
+        "ops": st.one_of(st.lists(json_values, max_size=3), json_values),
+        "action": json_values,
+        "ref": refs,
+    },
+)
+
+
+@FUZZ
+@given(st.one_of(mux_dicts, json_values.map(lambda v: {"value": v})))
+def test_ws_frames_parse_to_their_type_or_fail_naming_their_item(raw: dict[str, Any]) -> None:
+    try:
+        frame = mux.parse_multiplex_frame(orjson.dumps(raw).decode())
+    except protocol.FrameError as exc:
+        assert isinstance(exc.detail, str) and exc.detail
+        assert exc.ref is None or (isinstance(exc.ref, str) and len(exc.ref) <= 64)
+        named = raw.get("item_id")
+        echoed = isinstance(named, str) and len(named) <= protocol.ECHOED_ITEM_ID
+        assert exc.item_id == (named if echoed else None)
+        return
+    assert isinstance(frame, MUX_TYPES)
+    assert frame.type == raw["type"]
+    item_id = getattr(frame, "item_id", None)
+    if item_id is not None:
+        assert item_id == raw["item_id"] and ITEM_ID_RE.fullmatch(item_id)
+    if isinstance(frame, mux.SubscribeFrame):
+        since = raw.get("since")
+        assert frame.since == since
+        assert since is None or (type(since) is int and since >= 0)
+        assert frame.state is raw.get("state", False)
+
+
+@FUZZ
+@given(st.text())
+@example('{"type":"subscribe","item_id":"a","since":1e999}')
+@example('{"type":"subscribe","item_id":"a","since":99999999999999999999999}')
+def test_ws_arbitrary_text_is_a_frame_or_a_frame_error(text: str) -> None:
+    try:
+        frame = mux.parse_multiplex_frame(text)
+    except protocol.FrameError as exc:
+        assert isinstance(exc.detail, str) and exc.detail
+        return
+    assert isinstance(frame, MUX_TYPES)

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.realtime import asyncapi_connect as connect
+from api.realtime import asyncapi_multiplex as multiplex
 from api.realtime import protocol
 
 REF = "#/components/schemas/{model}"
@@ -20,7 +21,7 @@ def _name(model: type[BaseModel]) -> str:
 def build(version: str, host: str = "localhost:8000", secure: bool = False) -> dict[str, Any]:
     sent = (*protocol.SERVER_FRAMES,)
     received = protocol.CLIENT_FRAMES
-    models: list[type[BaseModel]] = [*sent, *received, protocol.StatsFrame]
+    models: list[type[BaseModel]] = [*sent, *received, *multiplex.MODELS, protocol.StatsFrame]
     _, schema = models_json_schema([(m, "serialization") for m in models], ref_template=REF)
     schemas = schema.get("$defs", {})
     messages = {
@@ -43,7 +44,8 @@ def build(version: str, host: str = "localhost:8000", secure: bool = False) -> d
             "title": "Item Channels",
             "version": version,
             "description": (
-                "Real-time channel per item. Credentials: `?token=` (access token or "
+                "Real-time channel per item (`/items/{item_id}/ws`), and many items on one "
+                "socket (`/ws`). Credentials: `?token=` (access token or "
                 "single-use ticket), `Authorization: Bearer`, the subprotocol pair "
                 "`bearer, <token>`, or the `session` cookie with an allowed `Origin`. "
                 "Refusals complete the handshake and close with 1008 and a reason: "
@@ -80,11 +82,19 @@ def build(version: str, host: str = "localhost:8000", secure: bool = False) -> d
                             "properties": {
                                 "token": {"type": "string"},
                                 "since": {"type": "string", "pattern": "^[0-9]+$"},
+                                "state": {
+                                    "type": "string",
+                                    "description": (
+                                        "`1`: the state snapshot after `ready`, then a "
+                                        "`state` frame per change."
+                                    ),
+                                },
                             },
                         },
                     }
                 },
             },
+            "multiplex": multiplex.channel(),
             "monitor": {
                 "address": "/monitor/ws",
                 "title": "Service statistics",
@@ -104,6 +114,7 @@ def build(version: str, host: str = "localhost:8000", secure: bool = False) -> d
                 "channel": {"$ref": "#/channels/item"},
                 "messages": [{"$ref": f"#/channels/item/messages/{_name(m)}"} for m in received],
             },
+            **multiplex.operations(),
             "receiveStats": {
                 "action": "send",
                 "channel": {"$ref": "#/channels/monitor"},

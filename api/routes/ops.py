@@ -12,7 +12,6 @@ from sqlalchemy import text
 from api import metrics
 from api.deps import RuntimeDep
 from api.realtime import asyncapi as asyncapi_document
-from api.routes.state_frames import with_state_frames
 
 router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT = 2.0
@@ -57,6 +56,4 @@ async def metrics_text() -> Response:
 async def asyncapi(request: Request) -> dict[str, Any]:
     """The channel protocol as an AsyncAPI 3 document."""
     secure = request.url.scheme in ("https", "wss")
-    return with_state_frames(
-        asyncapi_document.build(request.app.version, request.url.netloc, secure)
-    )
+    return asyncapi_document.build(request.app.version, request.url.netloc, secure)

@@ -92,9 +92,26 @@ async def test_asyncapi_document_is_valid_asyncapi_3(api: Api) -> None:
     assert doc["channels"]["item"]["address"] == "/items/{item_id}/ws"
     frames = set(doc["components"]["messages"])
     expected = {"Ready", "Message", "Presence", "Ack", "Pong", "Error", "Batch", "Publish", "Ping"}
-    assert expected | {"Refresh", "Stats"} | {"State", "StateAck", "Patch", "Action"} == frames
+    multiplexed = {"MultiplexReady", "Subscribed", "Unsubscribed", "ItemPresence", "ItemAck"}
+    multiplexed |= {"ItemStateAck", "Subscribe", "Unsubscribe", "ItemPublish", "ItemPatch"}
+    multiplexed |= {"ItemAction"}
+    state = {"State", "StateAck", "Patch", "Action"}
+    assert expected | {"Refresh", "Stats"} | state | multiplexed == frames
     received = doc["operations"]["sendItemFrames"]["messages"]
     assert {"$ref": "#/channels/item/messages/Patch"} in received
+    # `/ws`: its own frames and those it shares, each a message of its channel.
+    ws = doc["channels"]["multiplex"]
+    assert ws["address"] == "/ws"
+    for operation in ("receiveMultiplexFrames", "sendMultiplexFrames"):
+        for ref in doc["operations"][operation]["messages"]:
+            assert ref["$ref"].rpartition("/")[2] in ws["messages"]
+    sent = {
+        r["$ref"].rpartition("/")[2]
+        for r in doc["operations"]["receiveMultiplexFrames"]["messages"]
+    }
+    assert {"MultiplexReady", "Subscribed", "Message", "State", "ItemPresence", "Error"} <= sent
+    subscribe_schema = doc["components"]["schemas"]["SubscribeFrame"]
+    assert {"type", "item_id"} <= set(subscribe_schema["required"])
     state_schema = doc["components"]["schemas"]["StateFrame"]
     assert {"item_id", "version", "state"} <= set(state_schema["required"])
     ready_schema = doc["components"]["schemas"]["ReadyFrame"]
