@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.results import ScenarioResult
-from bench.scenarios import batch, connect, fanout, memory, publish, slow
+from bench.scenarios import batch, connect, fanout, memory, multiplex, publish, slow
 
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 
@@ -17,4 +17,5 @@ SCENARIOS: dict[str, Scenario] = {
     "publish": publish.run,
     "slow": slow.run,
     "batch": batch.run,
+    "multiplex": multiplex.run,
 }
