@@ -46,6 +46,9 @@ class Subscriber:
     count: int = 0
     prev_seq: int = 0
     seen: bytearray = field(default_factory=bytearray)
+    # `/ws`: subscriptions asked for and not answered yet, and who waits for them.
+    unanswered: int = 0
+    answered: asyncio.Future[None] | None = None
 
     @property
     def close_code(self) -> int | None:
@@ -105,8 +108,10 @@ class Worker:
         slow: bool = False,
         rcvbuf: int = 0,
         mss: int = 0,
+        items: tuple[str, ...] = (),
     ) -> Reply:
-        """Open `n` subscribers, `concurrency` handshakes at a time, within `within` seconds."""
+        """Open `n` subscribers, `concurrency` handshakes at a time, within `within` seconds;
+        on `/ws`, each then subscribes to `items` before it counts as open."""
         gate = asyncio.Semaphore(concurrency)
         errors: list[str] = []
         stamps: list[float] = []
@@ -125,9 +130,16 @@ class Worker:
                 except Exception as exc:
                     errors.append(f"{type(exc).__name__}: {exc}"[:300])
                     return
-                stamps.append(time.time())
                 sub = Subscriber(conn, slow=slow)
                 conn.on_text = partial(self._on_text, sub)
+                if items:
+                    try:
+                        await self._subscribe(sub, items, min(within, SOCKET_TIMEOUT))
+                    except Exception as exc:
+                        conn.abort()
+                        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                        return
+                stamps.append(time.time())
                 self.subs.append(sub)
 
         tasks = [asyncio.create_task(one()) for _ in range(n)]
@@ -143,10 +155,53 @@ class Worker:
             "open": len(self.subs),
         }
 
+    async def _subscribe(self, sub: Subscriber, items: tuple[str, ...], within: float) -> None:
+        """Subscribe an open `/ws` socket to `items`; back once every one is answered."""
+        sub.answered = asyncio.get_running_loop().create_future()
+        sub.unanswered = len(items)
+        for item_id in items:
+            sub.conn.send_text(orjson.dumps({"type": "subscribe", "item_id": item_id}).decode())
+        try:
+            await asyncio.wait_for(sub.answered, within)
+        finally:
+            sub.answered = None
+
+    async def subscribe(self, items: list[str], concurrency: int, within: float) -> Reply:
+        """Subscribe every open `/ws` socket to `items` as well."""
+        gate = asyncio.Semaphore(concurrency)
+        errors: list[str] = []
+
+        async def one(sub: Subscriber) -> None:
+            async with gate:
+                try:
+                    await self._subscribe(sub, tuple(items), min(within, SOCKET_TIMEOUT))
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
+
+        await asyncio.wait_for(asyncio.gather(*(one(s) for s in self.subs)), within)
+        return {
+            "subscribed": len(self.subs) - len(errors),
+            "failed": len(errors),
+            "errors": errors[:MAX_ERRORS],
+        }
+
+    def _answered(self, sub: Subscriber, frame: dict[str, Any]) -> None:
+        answered = sub.answered
+        if answered is None or answered.done():
+            return
+        if frame.get("type") == "error":
+            answered.set_exception(RuntimeError(f"subscribe refused: {frame}"))
+            return
+        sub.unanswered -= 1
+        if sub.unanswered == 0:
+            answered.set_result(None)
+
     def _on_text(self, sub: Subscriber, text: bytes) -> None:
         frame = orjson.loads(text)
         kind = frame.get("type")
-        if kind == "message":
+        if kind == "subscribed" or (kind == "error" and sub.answered is not None):
+            self._answered(sub, frame)
+        elif kind == "message":
             self._on_message(sub, frame, time.time())
         elif kind == "batch":
             now = time.time()

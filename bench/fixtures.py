@@ -36,6 +36,10 @@ class Target:
             query.append("batch=1")
         return f"{url}?{'&'.join(query)}" if query else url
 
+    def multiplex_url(self) -> str:
+        """`/ws`, many items on one socket, with the reader's token (the service only)."""
+        return f"ws://{self.host}:{self.port}/ws?token={self.reader_token}"
+
 
 def _user(http: httpx.Client, username: str) -> str:
     r = http.post("/auth/register", json={"username": username, "password": PASSWORD})

@@ -49,6 +49,12 @@ class Plan:
     # batch: subscribers with `?batch=1` and a burst big enough to overload the clients.
     batch_subscribers: int
     batch_burst: int
+    # multiplex: sockets on `/ws` each subscribed to this many items (one of them
+    # published on), against as many item-channel sockets on that item.
+    multiplex_sockets: int
+    multiplex_subscriptions: int
+    multiplex_burst: int
+    multiplex_rate: float
     # Time limits.
     settle_seconds: float
     phase_grace: float  # beyond the expected end of a phase
@@ -87,6 +93,10 @@ FULL = Plan(
     slow_mss=536,
     batch_subscribers=1000,
     batch_burst=500,
+    multiplex_sockets=1000,
+    multiplex_subscriptions=10,
+    multiplex_burst=100,
+    multiplex_rate=20.0,
     settle_seconds=1.0,
     phase_grace=15.0,
     idle_cutoff=5.0,
@@ -120,6 +130,10 @@ QUICK = Plan(
     slow_mss=536,
     batch_subscribers=20,
     batch_burst=50,
+    multiplex_sockets=30,
+    multiplex_subscriptions=3,
+    multiplex_burst=10,
+    multiplex_rate=20.0,
     settle_seconds=0.2,
     phase_grace=10.0,
     idle_cutoff=3.0,

@@ -112,8 +112,10 @@ class Pool:
         slow: bool = False,
         rcvbuf: int = 0,
         mss: int = 0,
+        items: tuple[str, ...] = (),
     ) -> Reply:
-        """Open `n` subscribers over the workers; the merged reply."""
+        """Open `n` subscribers over the workers (on `/ws`, each subscribed to `items`);
+        the merged reply."""
         counts = self.split(n) if not slow else [n, *[0] * (self.size - 1)]
         commands = {
             i: {
@@ -125,6 +127,7 @@ class Pool:
                 "slow": slow,
                 "rcvbuf": rcvbuf,
                 "mss": mss,
+                "items": items,
             }
             for i, count in enumerate(counts)
             if count

@@ -227,6 +227,30 @@ def checks(results: dict[str, ScenarioResult]) -> list[Check]:
             "ms",
         )
     )
+    for mode in ("burst", "paced"):
+        out.append(
+            _ratio_check(
+                f"`/ws` fan-out CPU per delivery ≤ 1.2× the item channel's ({mode})",
+                _get(
+                    _find(results, "multiplex", "ours", socket="ws", mode=mode),
+                    "cpu_us_per_delivery",
+                ),
+                _get(
+                    _find(results, "multiplex", "ours", socket="item", mode=mode),
+                    "cpu_us_per_delivery",
+                ),
+                1.2,
+                "µs",
+            )
+        )
+    kb_sub = _get(_find(results, "multiplex", "ours", mode="memory"), "kb_per_subscription")
+    out.append(
+        Check(
+            "memory ≤ 2 KB per additional `/ws` subscription",
+            "not measured" if kb_sub is None else f"{kb_sub:.2f} KB",
+            None if kb_sub is None else kb_sub <= 2,
+        )
+    )
     return out
 
 

@@ -86,6 +86,10 @@ class Subscription(asyncio.Protocol):
 
     # Control
 
+    def send_text(self, text: str) -> None:
+        self.ws.send_text(text.encode())
+        self._flush()
+
     def pause(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()

@@ -16,9 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 480
-SCENARIOS = ("fanout", "connect", "memory", "publish", "slow", "batch", "state")
+SCENARIOS = ("fanout", "connect", "memory", "publish", "slow", "batch", "state", "multiplex")
 SERVERS = ("ours", "tutorial", "raw")
-OURS_ONLY = ("state",)  # measured against the service's own publishes
+# Measured against the service's own publishes and item channels: no baseline runs.
+OURS_ONLY = ("state", "multiplex")
 HEADER = "| case | metric | ours | tutorial | raw | ours÷raw | ours÷tutorial |"
 
 
@@ -52,6 +53,7 @@ def test_quick_bench_runs_every_scenario_and_loses_nothing(tmp_path: Path) -> No
         "## Slow subscriber",
         "## Batched delivery",
         "## State changes",
+        "## Many items on one socket",
         "## Targets",
     ):
         assert title in out

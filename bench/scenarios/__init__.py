@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.results import ScenarioResult
-from bench.scenarios import batch, connect, fanout, memory, publish, slow, state
+from bench.scenarios import batch, connect, fanout, memory, multiplex, publish, slow, state
 
 Scenario = Callable[[Context], Awaitable[ScenarioResult]]
 
@@ -18,4 +18,5 @@ SCENARIOS: dict[str, Scenario] = {
     "slow": slow.run,
     "batch": batch.run,
     "state": state.run,
+    "multiplex": multiplex.run,
 }

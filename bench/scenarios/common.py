@@ -18,9 +18,17 @@ class ScenarioError(RuntimeError):
 
 
 async def subscribe(
-    ctx: Context, url: str, n: int, *, slow: bool = False, rcvbuf: int = 0, mss: int = 0
+    ctx: Context,
+    url: str,
+    n: int,
+    *,
+    slow: bool = False,
+    rcvbuf: int = 0,
+    mss: int = 0,
+    items: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Open `n` subscribers on the workers; every one of them or an error."""
+    """Open `n` subscribers on the workers (on `/ws`, each subscribed to `items`); every
+    one of them or an error."""
     reply = await ctx.pool.connect(
         url,
         n,
@@ -29,6 +37,7 @@ async def subscribe(
         slow=slow,
         rcvbuf=rcvbuf,
         mss=mss,
+        items=items,
     )
     if reply["failed"]:
         raise ScenarioError(f"{reply['failed']} of {n} sockets did not open: {reply['errors']}")
