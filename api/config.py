@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     ws_publish_burst: int = Field(200, ge=1)
     max_sockets_per_user: int = Field(64, ge=1)
     max_sockets_per_item: int = Field(20000, ge=1)
+    # Item subscriptions one `/ws` socket may hold at once.
+    max_subscriptions: int = Field(100, ge=1)
     # `refresh` frames per second per socket on average, and the burst allowed.
     ws_refresh_rate: float = Field(1.0, gt=0)
     ws_refresh_burst: int = Field(10, ge=1)

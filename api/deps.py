@@ -11,7 +11,12 @@ from fastapi import Depends, HTTPException, Request, WebSocket, WebSocketExcepti
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from api.auth.credentials import Principal, presented_by_request, presented_by_websocket
+from api.auth.credentials import (
+    OriginRefused,
+    Principal,
+    presented_by_request,
+    presented_by_websocket,
+)
 from api.errors import AuthFailure, NotFound
 from api.items.access import cached_access
 from api.items.service import Access
@@ -22,7 +27,6 @@ from api.realtime.hub import Hub
 from api.runtime import Runtime
 
 SINCE_RE = re.compile(r"[0-9]+")
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def get_runtime(conn: HTTPConnection) -> Runtime:
@@ -69,23 +73,12 @@ def unauthorized(detail: str) -> HTTPException:
 
 
 async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
-    """The caller of a REST endpoint, from a bearer token or the session cookie.
-
-    A cookie travels with cross-site requests, so state-changing calls authenticated by
-    it must come from an allowed Origin (CSRF); requests with no Origin header come from
-    non-browser clients and are let through.
-    """
-    presented = presented_by_request(request)
-    if (
-        presented.token is None
-        and presented.cookie is not None
-        and request.method in UNSAFE_METHODS
-        and presented.origin is not None
-        and not runtime.resolver.origin_allowed(presented)
-    ):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="origin not allowed")
+    """The caller of a REST endpoint, from a bearer token or the session cookie (whose
+    Origin rule, the resolver's, answers 403)."""
     try:
-        return await runtime.resolver.resolve(presented, check_origin=False)
+        return await runtime.resolver.resolve(presented_by_request(request))
+    except OriginRefused as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=exc.reason) from exc
     except AuthFailure as exc:
         raise unauthorized(exc.reason) from exc
 
@@ -119,9 +112,7 @@ async def websocket_principal(
     presented = presented_by_websocket(websocket)
     item_id = websocket.path_params.get("item_id")
     try:
-        return await runtime.resolver.resolve(
-            presented, check_origin=True, accept_tickets=True, item_id=item_id
-        )
+        return await runtime.resolver.resolve(presented, accept_tickets=True, item_id=item_id)
     except AuthFailure as exc:
         raise ChannelRejected(exc.reason) from exc
 

@@ -38,7 +38,7 @@ from api.logs import install_redaction, use_json_logs
 from api.realtime import control, protocol
 from api.realtime.backends import broker_from_url, presence_from_url
 from api.realtime.hub import Hub
-from api.routes import auth, channel, items, monitor, ops, pages, state
+from api.routes import auth, channel, items, monitor, multiplex, ops, pages, state
 from api.runtime import Runtime
 from api.stats import StatsFeed
 
@@ -168,7 +168,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)
-    routers = [module.router for module in (auth, items, state, channel, ops, monitor, pages)]
+    routers = [
+        module.router for module in (auth, items, state, channel, multiplex, ops, monitor, pages)
+    ]
     for router in routers:
         app.include_router(router)
     openapi.install(app, routers)

@@ -2,8 +2,9 @@
 
 How a credential travels (query string, header, subprotocol, cookie) is read by
 `presented_*`; how it becomes a user (JWT + server-side session, or session cookie +
-Origin) is `CredentialResolver.resolve`. Both the REST dependency and the channel
-dependency call the same resolver, so the two can never disagree.
+Origin) is `CredentialResolver.resolve`. The REST dependency and the socket dependency
+(item channels, `/ws`, the monitor) call the same resolver, so they can never disagree;
+the Origin rule for cookies lives here and nowhere else.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from api.realtime.protocol import (
 
 SESSION_COOKIE = "session"
 BEARER_SUBPROTOCOL = "bearer"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Consumes a ticket's jti (True the first time, False after); shared by all workers.
 TicketConsumer = Callable[[TokenClaims], Awaitable[bool]]
@@ -46,6 +48,10 @@ class Presented:
     # More than one `session` cookie: which one the browser meant cannot be known (a
     # sibling domain may have planted one), so none is used.
     cookie_ambiguous: bool = False
+    # A socket handshake (cookie: an allowed Origin is required), or else an HTTP
+    # request, whose Origin matters only when it changes state.
+    socket: bool = False
+    unsafe_method: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ def presented_by_request(conn: HTTPConnection) -> Presented:
         origin=conn.headers.get("origin"),
         own_origin=_own_origin(conn),
         cookie_ambiguous=_session_cookies(conn) > 1,
+        unsafe_method=conn.scope.get("method", "GET") in UNSAFE_METHODS,
     )
 
 
@@ -112,7 +119,16 @@ def presented_by_websocket(conn: HTTPConnection) -> Presented:
         origin=conn.headers.get("origin"),
         own_origin=_own_origin(conn),
         cookie_ambiguous=_session_cookies(conn) > 1,
+        socket=True,
     )
+
+
+class OriginRefused(AuthFailure):
+    """A cookie credential from an origin the rule refuses: a socket closes with 1008
+    `origin not allowed`, a REST call answers 403."""
+
+    def __init__(self) -> None:
+        super().__init__(ORIGIN_NOT_ALLOWED)
 
 
 class TokenOfAnotherUser(AuthFailure):
@@ -148,27 +164,40 @@ class CredentialResolver:
     def forget_all_sessions(self) -> None:
         self._sessions.clear()
 
-    def origin_allowed(self, presented: Presented) -> bool:
+    def _origin_listed(self, presented: Presented) -> bool:
         if presented.origin is None:
             return False
         allowed = self._allowed_origins or (presented.own_origin,)
         return presented.origin.rstrip("/") in allowed
 
+    def _origin_refused(self, presented: Presented) -> bool:
+        """The Origin rule for a cookie credential. A browser sends the cookie with
+        cross-site requests too: a socket must come from an allowed Origin (cross-site
+        WebSocket hijacking), and so must a state-changing request (CSRF), except one
+        with no Origin header at all, which no browser sends: a non-browser client."""
+        if presented.socket:
+            return not self._origin_listed(presented)
+        return (
+            presented.unsafe_method
+            and presented.origin is not None
+            and not self._origin_listed(presented)
+        )
+
     async def resolve(
         self,
         presented: Presented,
         *,
-        check_origin: bool,
         accept_tickets: bool = False,
         item_id: str | None = None,
     ) -> Principal:
         """Check in the contract's order: presence, token claims, expiry, session; or
-        for a cookie, Origin (when `check_origin`), then session."""
+        for a cookie, the Origin rule (`OriginRefused`), then session. A ticket limited
+        to an item is accepted only for that `item_id`."""
         if presented.token is not None:
             return await self._from_token(presented.token, accept_tickets, item_id)
         if presented.cookie is not None:
-            if check_origin and not self.origin_allowed(presented):
-                raise AuthFailure(ORIGIN_NOT_ALLOWED)
+            if self._origin_refused(presented):
+                raise OriginRefused
             if presented.cookie_ambiguous:
                 raise AuthFailure(INVALID_SESSION)
             return await self._from_cookie(presented.cookie)

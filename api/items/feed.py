@@ -12,7 +12,7 @@ from api.clock import utcnow
 from api.items.messages import StoredMessage
 from api.models import AuthSession, Item, Membership, Message
 from api.realtime import protocol
-from api.realtime.outbox import Outbox
+from api.realtime.sink import Sink
 
 CHUNK = 500  # bound the IN lists
 
@@ -51,11 +51,11 @@ class AccessAudit:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
 
-    async def __call__(self, outboxes: Sequence[Outbox]) -> list[tuple[Outbox, str]]:
+    async def __call__(self, outboxes: Sequence[Sink]) -> list[tuple[Sink, str]]:
         revoked = await self.revoked_sessions({o.session_id for o in outboxes})
         on_items = [o for o in outboxes if o.item_id]
         lost = await self.lost_access({(o.item_id, o.user_id) for o in on_items})
-        closing: list[tuple[Outbox, str]] = []
+        closing: list[tuple[Sink, str]] = []
         for outbox in outboxes:
             if outbox.session_id in revoked:
                 closing.append((outbox, protocol.SESSION_REVOKED))

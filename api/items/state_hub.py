@@ -22,7 +22,7 @@ from api.items import state as store
 from api.items.state import StoredState
 from api.realtime import protocol
 from api.realtime.broker import Broker
-from api.realtime.outbox import Outbox
+from api.realtime.sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class MissedVersions(Exception):
 @dataclass(eq=False)
 class _Item:
     # Each socket with the version of its snapshot: it gets the versions after it.
-    outboxes: dict[Outbox, int] = field(default_factory=dict)
+    outboxes: dict[Sink, int] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     task: asyncio.Task[None] | None = None
@@ -93,7 +93,7 @@ class StateHub:
 
     # Sockets.
 
-    async def attach(self, outbox: Outbox) -> str | None:
+    async def attach(self, outbox: Sink) -> str | None:
         """Start delivering the item's later versions to `outbox`, and return the
         snapshot frame to send it first (the current state, without `sender`).
 
@@ -125,7 +125,7 @@ class StateHub:
             self._drop_if_unused(outbox.item_id, item)
         return current.frame()
 
-    def detach(self, outbox: Outbox) -> None:
+    def detach(self, outbox: Sink) -> None:
         item = self._items.get(outbox.item_id)
         if item is not None and item.outboxes.pop(outbox, None) is not None:
             self._drop_if_unused(outbox.item_id, item)

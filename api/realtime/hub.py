@@ -32,6 +32,7 @@ from api.realtime.outbox import Outbox
 from api.realtime.presence import Presence
 from api.realtime.recovery import StoreWatch
 from api.realtime.registry import Registry
+from api.realtime.sink import Sink
 from api.realtime.store import FetchRange, Store
 from api.realtime.subscriptions import Subscriptions
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Given the open sockets after a broker outage, the layer above names those that must
 # close and the reason (sessions revoked, access lost while commands could not arrive).
-Audit = Callable[[Sequence[Outbox]], Awaitable[list[tuple[Outbox, str]]]]
+Audit = Callable[[Sequence[Sink]], Awaitable[list[tuple[Sink, str]]]]
 
 
 class Hub:
@@ -66,6 +67,7 @@ class Hub:
         self._items = Subscriptions(broker, store)
         self._watch = StoreWatch(self._items, store, poll_interval)
         self._announcer = Announcer(broker.publish, presence_tick)
+        self._leaving: set[asyncio.Task[None]] = set()
 
     # Lifecycle.
 
@@ -119,6 +121,25 @@ class Hub:
         if self._registry.remove(outbox) and outbox.item_id:
             self._items.leave(outbox)
 
+    # Subscriptions of multiplexed sockets (themselves attached, on no item).
+
+    async def subscribe(self, sink: Sink, epoch: int) -> str | None:
+        """Start the item's live stream to a subscription. Like `attach`, a revocation
+        applied since `epoch` concerns it: the close reason is then returned (the
+        subscription is still in the stream; `unsubscribe` it)."""
+        await self._items.join(sink)
+        missed = self.control.revoked_since(epoch)
+        if missed is None:
+            return protocol.TRY_AGAIN
+        for command in missed:
+            reason = _revokes(command, sink)
+            if reason is not None:
+                return reason
+        return None
+
+    def unsubscribe(self, sink: Sink) -> None:
+        self._items.leave(sink)
+
     def last_seq(self, item_id: str) -> int:
         """The last seq this process has delivered on the item (attached items only).
 
@@ -141,7 +162,7 @@ class Hub:
             [(item_channel(item_id), envelope(seq, frame, now)) for item_id, seq, frame in messages]
         )
 
-    async def join(self, outbox: Outbox) -> None:
+    async def join(self, outbox: Sink) -> None:
         """Count the socket in presence; announce the user if it is their first."""
         try:
             count = await self.presence.join(outbox.item_id, outbox.username, id(outbox))
@@ -150,13 +171,19 @@ class Hub:
         except Exception:  # presence is best effort: the broker resyncs it on recovery
             log.warning("presence join failed", exc_info=True)
 
-    async def leave(self, outbox: Outbox) -> None:
+    async def leave(self, outbox: Sink) -> None:
         try:
             count = await self.presence.leave(outbox.item_id, outbox.username, id(outbox))
             if count is not None:
                 await self._announcer.changed(outbox.item_id, "leave", outbox.username, count)
         except Exception:
             log.warning("presence leave failed", exc_info=True)
+
+    def leave_soon(self, sink: Sink) -> None:
+        """`leave`, from a callback (a subscription ended by a revocation)."""
+        task = asyncio.create_task(self.leave(sink), name="presence-leave")
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     async def revoke_session(self, session_id: str) -> None:
         await self.control.send(SessionRevoked(session_id))
@@ -200,12 +227,20 @@ class Hub:
         self.control.apply(Resync())
         await self._watch.poll()
         if self.audit is not None:
-            for outbox, reason in await self.audit(self._registry.all()):
-                outbox.request_close(protocol.POLICY_VIOLATION, reason)
+            sockets: list[Sink] = list(self._registry.all())
+            # And the subscriptions of multiplexed sockets, which only their items know.
+            sockets += [
+                sink
+                for stream in self._items.all()
+                for sink in stream.outboxes
+                if not isinstance(sink, Outbox)
+            ]
+            for sink, reason in await self.audit(sockets):
+                sink.request_close(protocol.POLICY_VIOLATION, reason)
         await self.presence.resync()
 
 
-def _revokes(command: Command, outbox: Outbox) -> str | None:
+def _revokes(command: Command, outbox: Sink) -> str | None:
     """The close reason if `command` revokes the socket's right to stay open."""
     if isinstance(command, SessionRevoked):
         return protocol.SESSION_REVOKED if command.session_id == outbox.session_id else None

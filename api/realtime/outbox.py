@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from api import metrics
 from api.realtime import protocol
@@ -17,6 +18,21 @@ log = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
+# The seq of a queued catch-up: where it stands, the cursor's missed messages are sent.
+CATCH_UP = -1
+
+
+class Cursor(Protocol):
+    """Where one item's stream stands on a socket: the outbox itself on an item socket,
+    each subscription on a multiplexed one. Messages at or below `last_seq` are
+    duplicates; those up to `catch_up_to` are read from the store first."""
+
+    item_id: str
+    last_seq: int
+    catch_up_to: int
+
+
+Entry = tuple[Cursor, int, str]
 
 
 class _Close:
@@ -43,6 +59,11 @@ class Outbox:
     and loses nothing.
 
     Batched (opt-in): the frames queued while a send waits go out as `batch` frames.
+
+    Multiplexed (`/ws`): the outbox is on no item, and each subscription is a `Cursor`
+    of its own, pushing its frames here with itself; its catch-up is queued as an entry
+    (`catch_up`), so that it goes out after the `subscribed` frame and before the
+    subscription's live frames, while the socket's other items wait behind it.
     """
 
     __slots__ = (
@@ -95,7 +116,7 @@ class Outbox:
         self._spawn = spawn
         # Made when needed and dropped when emptied: most sockets are idle most of the
         # time, and an empty deque still takes ~600 bytes.
-        self._queue: deque[tuple[int, str] | _Close] | None = None
+        self._queue: deque[Entry | _Close] | None = None
         self._closing: _Close | None = None
         self._first: tuple[str, ...] = ()
         self._started = False
@@ -121,9 +142,10 @@ class Outbox:
         self._started = True
         self._kick()
 
-    def push(self, seq: int, frame: str) -> None:
+    def push(self, seq: int, frame: str, cursor: Cursor | None = None) -> None:
         """Queue a frame, sent at the end of this event-loop turn; never waits, so never
-        blocks the fan-out."""
+        blocks the fan-out. A message (`seq`) is a duplicate at or below its cursor's
+        `last_seq` (the outbox's own, unless a subscription's is given)."""
         if self._closing is not None or self._gone:
             return
         queue = self._queue
@@ -133,12 +155,17 @@ class Outbox:
             metrics.QUEUE_OVERFLOWS.inc()
             self.request_close(protocol.TRY_AGAIN_LATER, protocol.SLOW_CONSUMER)
             return
-        queue.append((seq, frame))
+        queue.append((self if cursor is None else cursor, seq, frame))
         if self._kick_handle is None and self._started and not self._draining:
             # Sent at the end of this event-loop turn, with every other frame pushed in
             # it: a burst then goes out socket by socket rather than message by message,
             # and the kernel merges each socket's writes into fewer packets.
             self._kick_handle = asyncio.get_running_loop().call_soon(self._kick)
+
+    def catch_up(self, cursor: Cursor) -> None:
+        """Queue the messages of `cursor`'s item after its `last_seq`, up to its
+        `catch_up_to`, read from the store when the queue reaches them."""
+        self.push(CATCH_UP, "", cursor)
 
     def request_close(self, code: int, reason: str) -> None:
         """Close after the frame being sent, dropping what is queued."""
@@ -173,13 +200,14 @@ class Outbox:
         self._draining = True
         self._task = start_eagerly(self._drain(), "outbox", self._spawn)
 
-    def _fresh(self, entry: tuple[int, str]) -> str | None:
+    @staticmethod
+    def _fresh(entry: Entry) -> str | None:
         """The frame of a queued entry, None for a message the socket already has."""
-        seq, frame = entry
+        cursor, seq, frame = entry
         if seq:
-            if seq <= self.last_seq:
+            if seq <= cursor.last_seq:
                 return None
-            self.last_seq = seq
+            cursor.last_seq = seq
         return frame
 
     async def _drain(self) -> None:
@@ -190,7 +218,7 @@ class Outbox:
                     break
                 await self._send(opening)
             if self.catch_up_to > self.last_seq and self._closing is None:
-                await self._catch_up()
+                await self._catch_up(self)
             while not self._gone:
                 queue = self._queue  # re-read: a close replaces it
                 if not queue:
@@ -200,6 +228,9 @@ class Outbox:
                     self._gone = True
                     await self._close(entry.code, entry.reason)
                     return
+                if entry[1] == CATCH_UP:
+                    await self._catch_up(entry[0])
+                    continue
                 frame = self._fresh(entry)
                 if frame is None:
                     continue
@@ -209,7 +240,7 @@ class Outbox:
                 frames = [frame]
                 while queue and len(frames) < BATCH_MAX_FRAMES:
                     head = queue[0]
-                    if isinstance(head, _Close):
+                    if isinstance(head, _Close) or head[1] == CATCH_UP:
                         break
                     queue.popleft()
                     fresh = self._fresh(head)
@@ -232,16 +263,17 @@ class Outbox:
             if not self._queue:
                 self._queue = None
 
-    async def _catch_up(self) -> None:
-        """What the socket missed, read from the store page by page."""
+    async def _catch_up(self, cursor: Cursor) -> None:
+        """What the socket missed of `cursor`'s item, read from the store page by page."""
         # Into the outbox's own task first: the eager first step runs outside any task
         # (or inside the caller's), and waits of the database driver need their own.
         await asyncio.sleep(0)
-        upto = self.catch_up_to
-        while self.last_seq < upto and self._closing is None:
+        # Re-read at each page: a subscription that ends meanwhile sets it to 0.
+        while cursor.last_seq < cursor.catch_up_to and self._closing is None:
+            upto = cursor.catch_up_to
             try:
                 page = await self._fetch(
-                    self.item_id, self.last_seq, min(upto, self.last_seq + FILL_PAGE)
+                    cursor.item_id, cursor.last_seq, min(upto, cursor.last_seq + FILL_PAGE)
                 )
             except Exception:
                 # The socket cannot get what it missed: it resumes with `since` later.
@@ -250,9 +282,9 @@ class Outbox:
                 return
             if not page:
                 # Pruned by retention: there is nothing to send below `upto`.
-                self.last_seq = upto
+                cursor.last_seq = upto
                 return
-            self.last_seq = page[-1][0]
+            cursor.last_seq = page[-1][0]
             frames = [frame for _, frame in page]
             for frame in pack(frames) if self._batch else frames:
                 if self.closing is not None:  # requested during the previous send

@@ -7,7 +7,7 @@ message by the publisher and sent to every socket as the same text.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -48,6 +48,7 @@ RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
 
 Ref = Annotated[str, Field(max_length=64)]
+F = TypeVar("F")
 
 
 class _Frame(BaseModel):
@@ -78,20 +79,42 @@ class RefreshFrame(_Frame):
     token: str = Field(max_length=4096)
 
 
-ClientFrame = Annotated[PublishFrame | PingFrame | RefreshFrame, Field(discriminator="type")]
-_client_frame: TypeAdapter[PublishFrame | PingFrame | RefreshFrame] = TypeAdapter(ClientFrame)
+class PatchFrame(_Frame):
+    """Apply JSON Patch operations to a `document` item's state (owner and writers)."""
+
+    type: Literal["patch"]
+    ops: list[Any]
+    ref: Ref | None = None
+
+
+class ActionFrame(_Frame):
+    """Make a move in a game item, such as `{"move": 4}` in `tictactoe`."""
+
+    type: Literal["action"]
+    action: Any
+    ref: Ref | None = None
+
+
+ItemClientFrame = PublishFrame | PingFrame | RefreshFrame | PatchFrame | ActionFrame
+ClientFrame = Annotated[ItemClientFrame, Field(discriminator="type")]
+_client_frame: TypeAdapter[ItemClientFrame] = TypeAdapter(ClientFrame)
+# Named by `item_id` on `/ws`: an error frame echoes it (a string, up to this long).
+ECHOED_ITEM_ID = 256
 
 
 class FrameError(ValueError):
-    """A client frame that cannot be acted on; `ref` is echoed when it was valid."""
+    """A client frame that cannot be acted on; `ref` is echoed when it was valid, and on
+    `/ws` the `item_id` the frame named."""
 
-    def __init__(self, detail: str, ref: str | None = None) -> None:
+    def __init__(self, detail: str, ref: str | None = None, item_id: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.ref = ref
+        self.item_id = item_id
 
 
-def parse_client_frame(text: str) -> PublishFrame | PingFrame | RefreshFrame:
+def parse_with(adapter: TypeAdapter[F], text: str, *, names_items: bool = False) -> F:
+    """A client frame of the union `adapter` validates, or `FrameError`."""
     try:
         raw = jsoncheck.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -103,11 +126,19 @@ def parse_client_frame(text: str) -> PublishFrame | PingFrame | RefreshFrame:
     ref = raw.get("ref")
     valid_ref = ref if isinstance(ref, str) and len(ref) <= 64 else None
     try:
-        return _client_frame.validate_python(raw)
+        return adapter.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "frame"
-        raise FrameError(f"{where}: {first['msg']}", valid_ref) from exc
+        named = raw.get("item_id") if names_items else None
+        if not isinstance(named, str) or len(named) > ECHOED_ITEM_ID:
+            named = None
+        raise FrameError(f"{where}: {first['msg']}", valid_ref, named) from exc
+
+
+def parse_client_frame(text: str) -> ItemClientFrame:
+    """A frame of an item socket (the monitor's too)."""
+    return parse_with(_client_frame, text)
 
 
 # Server -> client.
@@ -163,6 +194,7 @@ class ErrorFrame(_Frame):
     code: str
     detail: str
     ref: str | None = None
+    item_id: str | None = Field(None, description="On `/ws`: the item the frame named.")
 
 
 class BatchFrame(_Frame):
@@ -199,7 +231,7 @@ CLIENT_FRAMES = (PublishFrame, PingFrame, RefreshFrame)
 PONG = '{"type":"pong"}'
 
 
-_OPTIONAL = ("ref", "recovered", "batch")
+_OPTIONAL = ("ref", "recovered", "batch", "item_id")
 
 
 def encode(frame: _Frame) -> str:
@@ -211,11 +243,29 @@ def encode(frame: _Frame) -> str:
     return orjson.dumps(body).decode()
 
 
-def ack_frame(ref: str | None, seq: int) -> str:
-    """`AckFrame`, encoded without building the model: one per published message."""
-    body = {"type": "ack", "seq": seq} if ref is None else {"type": "ack", "ref": ref, "seq": seq}
+def ack_frame(ref: str | None, seq: int, item_id: str | None = None) -> str:
+    """`AckFrame` (with `item_id` on `/ws`), encoded without building the model: one per
+    published message."""
+    body: dict[str, object] = {"type": "ack"}
+    if item_id is not None:
+        body["item_id"] = item_id
+    if ref is not None:
+        body["ref"] = ref
+    body["seq"] = seq
     return orjson.dumps(body).decode()
 
 
-def error_frame(code: str, detail: str, ref: str | None = None) -> str:
-    return encode(ErrorFrame(code=code, detail=detail, ref=ref))
+def error_frame(code: str, detail: str, ref: str | None = None, item_id: str | None = None) -> str:
+    """`item_id` on `/ws`, when the refused frame named one."""
+    return encode(ErrorFrame(code=code, detail=detail, ref=ref, item_id=item_id))
+
+
+_PRESENCE = '{"type":"presence",'
+
+
+def naming_item(frame: str, item_id: str) -> str:
+    """A presence frame as `/ws` sends it, naming its item (item sockets' do not: it is
+    encoded once for all of them); other frames as they are."""
+    if not frame.startswith(_PRESENCE):
+        return frame
+    return f'{_PRESENCE}"item_id":{orjson.dumps(item_id).decode()},{frame[len(_PRESENCE) :]}'

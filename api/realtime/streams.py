@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from api import metrics
-from api.realtime.outbox import Outbox
+from api.realtime.sink import Sink
 from api.realtime.store import FILL_PAGE, FetchRange
 
 
@@ -22,7 +22,8 @@ class ItemStream:
 
     item_id: str
     fetch: FetchRange
-    outboxes: set[Outbox] = field(default_factory=set)
+    # Item sockets' outboxes and `/ws` subscriptions alike.
+    outboxes: set[Sink] = field(default_factory=set)
     # Set once the broker subscription is live and `last_seq` is known.
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -70,7 +71,7 @@ class ItemStream:
         if seq:
             metrics.MESSAGES_DELIVERED.inc(len(outboxes))
 
-    def close_where(self, code: int, reason: str, which: Callable[[Outbox], bool]) -> None:
+    def close_where(self, code: int, reason: str, which: Callable[[Sink], bool]) -> None:
         for outbox in tuple(self.outboxes):
             if which(outbox):
                 outbox.request_close(code, reason)

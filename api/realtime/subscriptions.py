@@ -11,7 +11,7 @@ from api import metrics
 from api.realtime import protocol
 from api.realtime.broker import Broker
 from api.realtime.envelope import item_channel, open_envelope
-from api.realtime.outbox import Outbox
+from api.realtime.sink import Sink
 from api.realtime.store import Store
 from api.realtime.streams import ItemStream
 
@@ -30,10 +30,13 @@ class Subscriptions:
     def get(self, item_id: str) -> ItemStream | None:
         return self._items.get(item_id)
 
+    def all(self) -> list[ItemStream]:
+        return list(self._items.values())
+
     def ready(self) -> dict[str, ItemStream]:
         return {i: s for i, s in self._items.items() if s.ready.is_set()}
 
-    async def join(self, outbox: Outbox) -> ItemStream:
+    async def join(self, outbox: Sink) -> ItemStream:
         """Add the outbox to its item's stream once the stream is live."""
         item_id = outbox.item_id
         stream = self._items.get(item_id)
@@ -53,7 +56,7 @@ class Subscriptions:
         await stream.ready.wait()
         return stream
 
-    def leave(self, outbox: Outbox) -> None:
+    def leave(self, outbox: Sink) -> None:
         stream = self._items.get(outbox.item_id)
         if stream is None:
             return

@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
 from dataclasses import replace
 from functools import partial
 
 from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel
 from starlette.types import Receive, Send
 
 from api import metrics
 from api.asgi import hand_off
 from api.auth.credentials import Principal, echoed_subprotocol
 from api.deps import ChannelAccess, ChannelAccessDep, EpochDep, RuntimeDep
-from api.errors import Forbidden, NotFound
-from api.items import messages
-from api.items.messages import StoredMessage
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
-from api.routes.sockets import SocketSession, TokenBucket, connection_for, outbox_for
+from api.routes.publishes import Publishes
+from api.routes.sockets import SocketSession, connection_for, outbox_for, resume_point
 from api.routes.sockets import too_many_sockets as over_user_cap
-from api.routes.state_frames import StateFrames, wants_state
+from api.routes.state_frames import RATE_DETAIL, StateFrames, wants_state
 from api.runtime import Runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channel"])
-
-# Publishes of one socket waiting for their group commit before it stops reading.
-MAX_INFLIGHT = 256
 
 
 @router.websocket("/items/{item_id}/ws")
@@ -133,20 +127,14 @@ def _ready_frame(
     runtime: Runtime, principal: Principal, standing: Access, channel: ChannelAccess
 ) -> tuple[str, int]:
     """The `ready` frame and the seq after which this socket's stream starts."""
-    since = channel.since
-    last_seq = standing.last_seq
-    recovered = None
-    start_after = last_seq
-    if since is not None:
-        retention = runtime.settings.message_retention
-        oldest_kept = max(1, last_seq - retention + 1) if retention else 1
-        recovered = since <= last_seq and since + 1 >= oldest_kept
-        start_after = min(max(since, oldest_kept - 1), last_seq)
+    recovered, start_after = resume_point(
+        channel.since, standing.last_seq, runtime.settings.message_retention
+    )
     frame = protocol.ReadyFrame(
         item_id=standing.item_id,
         user=protocol.UserInfo(id=principal.user_id, username=principal.username),
         role=standing.role.value,
-        last_seq=last_seq,
+        last_seq=standing.last_seq,
         recovered=recovered,
         batch=channel.batch or None,
     )
@@ -154,77 +142,50 @@ def _ready_frame(
 
 
 class ChannelSession(SocketSession):
-    """An item socket's frames: publishes besides what every socket takes."""
+    """An item socket's frames: publishes and state changes besides what every socket takes."""
 
-    __slots__ = ("_bucket", "_inflight", "_state_frames")
+    __slots__ = ("_publishes", "_state_frames")
 
     def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
         super().__init__(runtime, principal, outbox)
-        # Made by the first publish (or state change), like the queue of publishes in flight.
-        self._bucket: TokenBucket | None = None
-        # Made by the first publish: most sockets never publish.
-        self._inflight: deque[asyncio.Future[StoredMessage]] | None = None
-        # Made by the first `patch` or `action` frame.
+        # Made by the first publish (or state change): most sockets never send one.
+        self._publishes: Publishes | None = None
         self._state_frames: StateFrames | None = None
 
-    def bucket(self) -> TokenBucket:
-        """The socket's frame budget, shared by publishes and state changes."""
-        bucket = self._bucket
-        if bucket is None:
-            settings = self.runtime.settings
-            bucket = self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
-        return bucket
+    def _current(self) -> Principal:
+        return self.principal
 
-    async def unparsed(self, text: str, error: protocol.FrameError) -> None:
-        """`patch` and `action` frames are not the channel's own (api/routes/state_frames)."""
-        state_frames = self._state_frames
-        if state_frames is None:
-            state_frames = self._state_frames = StateFrames(
-                self.runtime, self.outbox, lambda: self.principal, self.bucket()
-            )
-        if not await state_frames.handle(text):
-            await super().unparsed(text, error)
-
-    async def publish(self, frame: protocol.PublishFrame) -> None:
-        if not self.bucket().take():
-            self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
-            return
-        inflight = self._inflight
-        if inflight is None:
-            inflight = self._inflight = deque()
-        while inflight and inflight[0].done():
-            inflight.popleft()
-        if len(inflight) >= MAX_INFLIGHT:
-            # Backpressure: stop reading until the oldest publish is stored.
-            await asyncio.wait([inflight[0]])
-        # Not awaited: the next frames are read while this one waits for its group
-        # commit. The writer checks the role in the storing transaction (it may have
-        # changed since the handshake); answers go out in the order of the publishes.
-        future = self.runtime.writer.submit(
-            self.outbox.item_id,
-            self.principal.user_id,
-            self.principal.username,
-            messages.encode_data(frame.data),
-        )
-        future.add_done_callback(partial(self._stored, frame.ref))
-        inflight.append(future)
-
-    def _stored(self, ref: str | None, future: asyncio.Future[StoredMessage]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None:
-            seq = future.result().seq
-            self.outbox.push(0, protocol.ack_frame(ref, seq))
-        elif isinstance(exc, Forbidden):
-            self.error(protocol.FORBIDDEN, "readers cannot publish", ref)
-        elif isinstance(exc, NotFound):
-            self.outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+    async def act(self, frame: BaseModel) -> None:
+        item_id = self.outbox.item_id
+        if isinstance(frame, protocol.PublishFrame):
+            if not self.bucket().take():
+                self.error(protocol.RATE_LIMITED, "publishing too fast; slow down", frame.ref)
+                return
+            publishes = self._publishes
+            if publishes is None:
+                publishes = self._publishes = Publishes(self.runtime, self.outbox, self._current)
+            await publishes.submit(item_id, frame.data, frame.ref)
+        elif isinstance(frame, protocol.PatchFrame | protocol.ActionFrame):
+            await self._settle_publishes()  # a change follows the publishes before it
+            state_frames = self._state_frames
+            if state_frames is None:
+                state_frames = self._state_frames = StateFrames(
+                    self.runtime, self.outbox, self._current
+                )
+            if not self.bucket().take():
+                await state_frames.refuse(protocol.RATE_LIMITED, RATE_DETAIL, frame.ref, item_id)
+                return
+            await state_frames.submit(item_id, frame)
         else:
-            self.error(protocol.UNAVAILABLE, "the message was not stored; publish it again", ref)
+            await super().act(frame)
+
+    async def _settle_publishes(self) -> None:
+        if self._publishes is not None:
+            await self._publishes.settle()
+            self._publishes = None
 
     async def settle(self) -> None:
-        """Wait for the publishes in flight, so that answers keep the frames' order."""
-        if self._inflight:
-            await asyncio.wait(list(self._inflight))
-            self._inflight = None
+        """Wait for the changes in flight, so that answers keep the frames' order."""
+        await self._settle_publishes()
+        if self._state_frames is not None:
+            await self._state_frames.settle()

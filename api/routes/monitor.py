@@ -39,10 +39,10 @@ def parse_interval(raw: str | None) -> float:
 
 
 class MonitorSession(SocketSession):
-    __slots__ = ()
+    """Takes ping and refresh only."""
 
-    async def publish(self, frame: protocol.PublishFrame) -> None:
-        self.error(protocol.BAD_REQUEST, "the monitor takes no publish", frame.ref)
+    NAME = "the monitor"
+    __slots__ = ()
 
 
 @router.websocket("/monitor/ws")

@@ -1,12 +1,15 @@
 """What every socket of the service shares once accepted: its connection and outbox,
-ping, `refresh` (rate-limited), the credential deadlines, the per-user cap."""
+ping, `refresh` (rate-limited), the credential deadlines, the per-user cap, the frame
+budget, and where a resumed stream starts."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import ClassVar
 
+from pydantic import BaseModel
 from starlette.types import Receive, Send
 
 from api.auth.credentials import Principal, TokenOfAnotherUser
@@ -48,11 +51,24 @@ def refusal_code(exc: AuthFailure) -> str:
     return protocol.FORBIDDEN if isinstance(exc, TokenOfAnotherUser) else protocol.BAD_REQUEST
 
 
-class SocketSession:
-    """A client's frames on an accepted socket; `publish` is the channel's to answer."""
+def resume_point(since: int | None, last_seq: int, retention: int) -> tuple[bool | None, int]:
+    """`recovered` for a stream opened at `last_seq` (None without `since`), and the seq
+    after which it starts: `last_seq`, or with `since` the oldest kept message after it."""
+    if since is None:
+        return None, last_seq
+    oldest_kept = max(1, last_seq - retention + 1) if retention else 1
+    recovered = since <= last_seq and since + 1 >= oldest_kept
+    return recovered, min(max(since, oldest_kept - 1), last_seq)
 
+
+class SocketSession:
+    """A client's frames on an accepted socket; the socket's own frames (publishes,
+    state changes, subscriptions) are its subclass's to answer (`act`)."""
+
+    # Who refuses frames it does not take ("the monitor takes no publish").
+    NAME: ClassVar[str] = "this socket"
     # One per open socket: no instance dict.
-    __slots__ = ("_deadline", "_refreshes", "outbox", "principal", "runtime")
+    __slots__ = ("_bucket", "_deadline", "_refreshes", "outbox", "principal", "runtime")
 
     def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
         self.runtime = runtime
@@ -61,6 +77,16 @@ class SocketSession:
         self._deadline: asyncio.TimerHandle | None = None
         # Made by the first refresh: most sockets never send one.
         self._refreshes: TokenBucket | None = None
+        # Made by the first frame that spends from it, as the refresh bucket.
+        self._bucket: TokenBucket | None = None
+
+    def bucket(self) -> TokenBucket:
+        """The socket's frame budget (publishes, state changes, subscribes)."""
+        bucket = self._bucket
+        if bucket is None:
+            settings = self.runtime.settings
+            bucket = self._bucket = TokenBucket(settings.ws_publish_rate, settings.ws_publish_burst)
+        return bucket
 
     def closing(self, outbox: Outbox) -> None:
         """A close was requested: nothing more is delivered to the socket."""
@@ -91,35 +117,39 @@ class SocketSession:
 
     # Frames from the client.
 
-    def error(self, code: str, detail: str, ref: str | None = None) -> None:
-        self.outbox.push(0, protocol.error_frame(code, detail, ref))
+    def error(
+        self, code: str, detail: str, ref: str | None = None, item_id: str | None = None
+    ) -> None:
+        self.outbox.push(0, protocol.error_frame(code, detail, ref, item_id))
+
+    def parse(self, text: str) -> BaseModel:
+        return protocol.parse_client_frame(text)
 
     async def handle(self, text: str) -> None:
         try:
-            frame = protocol.parse_client_frame(text)
+            frame = self.parse(text)
         except protocol.FrameError as exc:
             await self.settle()
-            await self.unparsed(text, exc)
+            self.error(protocol.BAD_REQUEST, exc.detail, exc.ref, exc.item_id)
             return
-        if isinstance(frame, protocol.PublishFrame):
-            await self.publish(frame)
-            return
-        await self.settle()
         if isinstance(frame, protocol.PingFrame):
+            await self.settle()
             self.outbox.push(0, protocol.PONG)
-        else:
+        elif isinstance(frame, protocol.RefreshFrame):
+            await self.settle()
             await self.refresh(frame)
+        else:
+            await self.act(frame)
 
-    async def unparsed(self, text: str, error: protocol.FrameError) -> None:
-        """A frame that is none of the protocol's own; sockets that take more frames
-        (the item channel's state changes) look at it first."""
-        self.error(protocol.BAD_REQUEST, error.detail, error.ref)
-
-    async def publish(self, frame: protocol.PublishFrame) -> None:
-        self.error(protocol.BAD_REQUEST, "this socket takes no publish", frame.ref)
+    async def act(self, frame: BaseModel) -> None:
+        """A frame of the socket's own kinds (this one takes none)."""
+        kind = getattr(frame, "type", "frame")
+        self.error(
+            protocol.BAD_REQUEST, f"{self.NAME} takes no {kind}", getattr(frame, "ref", None)
+        )
 
     async def settle(self) -> None:
-        """Wait for what must be answered before the next frame (publishes in flight)."""
+        """Wait for what must be answered before the next frame (changes in flight)."""
 
     async def refresh(self, frame: protocol.RefreshFrame) -> None:
         """The new token's `exp` and session govern the socket from now on."""

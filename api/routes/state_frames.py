@@ -1,9 +1,11 @@
 """State changes over a channel: `patch` and `action` frames, and `?state=1`.
 
-The item channel hands these frames here (its own frame types are parsed first); each
-change is queued on the state writer without waiting, and answered once stored or
+The socket's session hands these frames here (parsed with the protocol's other frames);
+each change is queued on the state writer without waiting, and answered once stored or
 refused, in the order the frames came: `ack` with the new version, or an `error` frame
 (`conflict`, `illegal`, `bad_request`, `forbidden`, `too_large`), the socket staying open.
+On `/ws` the answers name the item (`item_id`), and a change of an item the user has no
+access to is `forbidden` (an item socket closes with 1008 `forbidden` instead).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Literal
 
 import orjson
 from fastapi import WebSocket
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.auth.credentials import Principal
@@ -30,30 +32,11 @@ from api.runtime import Runtime
 # Changes of one socket waiting for their group commit before it stops reading.
 MAX_INFLIGHT = 256
 FORBIDDEN_DETAIL = "readers cannot change the state"
-Ref = Annotated[str, Field(max_length=64)]
+NO_ACCESS_DETAIL = "no such item, or no access to it"
+RATE_DETAIL = "changing too fast; slow down"
 
 
-class _Frame(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class PatchFrame(_Frame):
-    """Apply JSON Patch operations to a `document` item's state (owner and writers)."""
-
-    type: Literal["patch"]
-    ops: list[Any]
-    ref: Ref | None = None
-
-
-class ActionFrame(_Frame):
-    """Make a move in a game item, such as `{"move": 4}` in `tictactoe`."""
-
-    type: Literal["action"]
-    action: Any
-    ref: Ref | None = None
-
-
-class StateFrame(_Frame):
+class StateFrame(protocol._Frame):
     """The item's state: the snapshot after `ready` (no `sender`), then every change."""
 
     type: Literal["state"] = "state"
@@ -63,17 +46,12 @@ class StateFrame(_Frame):
     sender: str | None = None
 
 
-class StateAckFrame(_Frame):
+class StateAckFrame(protocol._Frame):
     """The answer to a `patch` or `action`: stored as this version."""
 
     type: Literal["ack"] = "ack"
     ref: str | None = None
     version: int
-
-
-StateClientFrame = Annotated[PatchFrame | ActionFrame, Field(discriminator="type")]
-_parse: TypeAdapter[PatchFrame | ActionFrame] = TypeAdapter(StateClientFrame)
-TYPES = frozenset({"patch", "action"})
 
 
 def wants_state(websocket: WebSocket) -> bool:
@@ -82,59 +60,43 @@ def wants_state(websocket: WebSocket) -> bool:
     return websocket.query_params.get("state") == "1"
 
 
-def ack_frame(ref: str | None, version: int) -> str:
-    body: dict[str, object] = {"type": "ack", "version": version}
+def ack_frame(ref: str | None, version: int, item_id: str | None = None) -> str:
+    body: dict[str, object] = {"type": "ack"}
+    if item_id is not None:
+        body["item_id"] = item_id
+    body["version"] = version
     if ref is not None:
         body["ref"] = ref
     return orjson.dumps(body).decode()
 
 
-class TakesToken(Protocol):
-    def take(self) -> bool: ...
+def change_of(frame: protocol.PatchFrame | protocol.ActionFrame) -> tuple[str, Any]:
+    """The field of a `Change` and its value."""
+    if isinstance(frame, protocol.PatchFrame):
+        return "ops", frame.ops
+    return "action", frame.action
 
 
 class StateFrames:
-    """The `patch` / `action` side of one socket."""
+    """The `patch` / `action` side of one socket (`names_items` on `/ws`)."""
 
-    __slots__ = ("_bucket", "_inflight", "_outbox", "_principal", "_runtime")
+    __slots__ = ("_inflight", "_names_items", "_outbox", "_principal", "_runtime")
 
     def __init__(
         self,
         runtime: Runtime,
         outbox: Outbox,
         principal: Callable[[], Principal],
-        bucket: TakesToken,
+        names_items: bool = False,
     ) -> None:
         self._runtime = runtime
         self._outbox = outbox
         self._principal = principal
-        self._bucket = bucket
+        self._names_items = names_items
         self._inflight: deque[asyncio.Future[Outcome]] | None = None
 
-    async def handle(self, text: str) -> bool:
-        """Act on `text` if it is a `patch` or `action` frame; False if it is not one."""
-        try:
-            raw = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(raw, dict) or raw.get("type") not in TYPES:
-            return False
-        ref = raw.get("ref")
-        valid_ref = ref if isinstance(ref, str) and len(ref) <= 64 else None
-        try:
-            frame = _parse.validate_python(raw)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "frame"
-            await self._answer_now(protocol.BAD_REQUEST, f"{where}: {first['msg']}", valid_ref)
-            return True
-        if not self._bucket.take():
-            await self._answer_now(protocol.RATE_LIMITED, "changing too fast; slow down", frame.ref)
-            return True
-        await self._submit(frame)
-        return True
-
-    async def _submit(self, frame: PatchFrame | ActionFrame) -> None:
+    async def submit(self, item_id: str, frame: protocol.PatchFrame | protocol.ActionFrame) -> None:
+        """Queue the change; it is answered once stored or refused."""
         inflight = self._inflight
         if inflight is None:
             inflight = self._inflight = deque()
@@ -143,45 +105,53 @@ class StateFrames:
         if len(inflight) >= MAX_INFLIGHT:
             await asyncio.wait([inflight[0]])  # backpressure: stop reading a while
         principal = self._principal()
-        field, value = (
-            ("ops", frame.ops) if isinstance(frame, PatchFrame) else ("action", frame.action)
-        )
+        field, value = change_of(frame)
         future = self._runtime.states.submit(
-            Change(self._outbox.item_id, principal.user_id, principal.username, field, value)
+            Change(item_id, principal.user_id, principal.username, field, value)
         )
-        future.add_done_callback(partial(self._answer, frame.ref))
+        future.add_done_callback(partial(self._answer, item_id, frame.ref))
         inflight.append(future)
 
-    async def _answer_now(self, code: str, detail: str, ref: str | None) -> None:
+    async def refuse(self, code: str, detail: str, ref: str | None, item_id: str) -> None:
         """An answer that needs no store: after those of the changes in flight."""
+        await self.settle()
+        self._error(code, detail, ref, item_id)
+
+    async def settle(self) -> None:
         if self._inflight:
             await asyncio.wait(list(self._inflight))
             self._inflight = None
-        self._outbox.push(0, protocol.error_frame(code, detail, ref))
 
-    def _answer(self, ref: str | None, future: asyncio.Future[Outcome]) -> None:
+    def _answer(self, item_id: str, ref: str | None, future: asyncio.Future[Outcome]) -> None:
         if future.cancelled():
             return
         exc = future.exception()
         if exc is not None:
-            self._error(protocol.UNAVAILABLE, "the change was not stored; send it again", ref)
+            self._error(
+                protocol.UNAVAILABLE, "the change was not stored; send it again", ref, item_id
+            )
             return
         outcome = future.result()
         if isinstance(outcome, StoredState):
-            self._outbox.push(0, ack_frame(ref, outcome.version))
+            named = item_id if self._names_items else None
+            self._outbox.push(0, ack_frame(ref, outcome.version, named))
         elif isinstance(outcome, Refusal):
-            self._error(outcome.code, outcome.reason, ref)
+            self._error(outcome.code, outcome.reason, ref, item_id)
         elif isinstance(outcome, Forbidden):
-            self._error(protocol.FORBIDDEN, FORBIDDEN_DETAIL, ref)
+            self._error(protocol.FORBIDDEN, FORBIDDEN_DETAIL, ref, item_id)
         elif isinstance(outcome, NotFound):
-            self._outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
+            if self._names_items:
+                self._error(protocol.FORBIDDEN, NO_ACCESS_DETAIL, ref, item_id)
+            else:
+                self._outbox.request_close(protocol.POLICY_VIOLATION, protocol.FORBIDDEN)
 
-    def _error(self, code: str, detail: str, ref: str | None) -> None:
-        self._outbox.push(0, protocol.error_frame(code, detail, ref))
+    def _error(self, code: str, detail: str, ref: str | None, item_id: str) -> None:
+        named = item_id if self._names_items else None
+        self._outbox.push(0, protocol.error_frame(code, detail, ref, named))
 
 
 ASYNCAPI_SENT = (StateFrame, StateAckFrame)
-ASYNCAPI_RECEIVED = (PatchFrame, ActionFrame)
+ASYNCAPI_RECEIVED = (protocol.PatchFrame, protocol.ActionFrame)
 
 
 def with_state_frames(document: dict[str, Any]) -> dict[str, Any]:
