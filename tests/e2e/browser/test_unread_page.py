@@ -208,7 +208,9 @@ MODULE_SCRIPT = """async ([username, password, first, second, forged]) => {
   const seen = { [first]: [], [second]: [] };
   const states = [];
   const until = (target, name) =>
-    new Promise((resolve) => target.addEventListener(name, (e) => resolve(e.detail), { once: true }));
+    new Promise((resolve) => {
+      target.addEventListener(name, (e) => resolve(e.detail), { once: true });
+    });
   const holds = async (test) => {
     while (!test()) await new Promise((resolve) => setTimeout(resolve, 20));
   };
@@ -216,11 +218,17 @@ MODULE_SCRIPT = """async ([username, password, first, second, forged]) => {
   const two = mux.subscribe(second, { since: 0 });
   const forbidden = until(mux.subscribe(forged), "refused");
   for (const sub of [one, two]) {
-    sub.addEventListener("message", (e) => seen[sub.itemId].push([e.detail.item_id, e.detail.seq, e.detail.data]));
+    sub.addEventListener("message", (e) => {
+      seen[sub.itemId].push([e.detail.item_id, e.detail.seq, e.detail.data]);
+    });
   }
   one.addEventListener("itemstate", (e) => states.push([e.detail.version, e.detail.snapshot]));
   await Promise.all([until(one, "subscribed"), until(two, "subscribed")]);
-  const seqs = [await mux.publish(first, "one"), await two.publish("two"), await mux.publish(second, "three")];
+  const seqs = [
+    await mux.publish(first, "one"),
+    await two.publish("two"),
+    await mux.publish(second, "three"),
+  ];
   const version = await one.patch([{ op: "add", path: "/k", value: 1 }]);
   let illegal = null;
   try {
@@ -234,8 +242,12 @@ MODULE_SCRIPT = """async ([username, password, first, second, forged]) => {
   await mux.publish(first, "last");
   await holds(() => seen[first].length === 2);
   const refusal = await forbidden;
-  const result = { seen, seqs, version, illegal, states, refusal: refusal.code, user: mux.user.username,
-                   subscribed: [...mux.subscriptions.keys()] };
+  const result = {
+    seen, seqs, version, illegal, states,
+    refusal: refusal.code,
+    user: mux.user.username,
+    subscribed: [...mux.subscriptions.keys()],
+  };
   mux.close();
   return result;
 }"""
