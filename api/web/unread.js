@@ -6,7 +6,8 @@
 
 /**
  * Events: `change` {itemId, count, lastSeq} whenever a count or last seq changes, and
- * `gone` {itemId} when the server ended a subscription (removed from the item, deleted).
+ * `gone` {itemId} when the server ended a subscription or refused it as `forbidden`
+ * (removed from the item, deleted), once per item.
  */
 export class UnreadCounts extends EventTarget {
   constructor(client) {
@@ -17,6 +18,7 @@ export class UnreadCounts extends EventTarget {
     this.openId = null; // the open item: not followed here
     this.counts = new Map(); // id -> messages by others since the item was last open
     this.seen = new Map(); // id -> last seq known to be shown (from the open channel)
+    this.gone = new Set(); // ids whose subscription the server ended
   }
 
   /** The ids now in the list: follow the new ones, forget those gone. */
@@ -65,6 +67,7 @@ export class UnreadCounts extends EventTarget {
     this.openId = null;
     this.counts.clear();
     this.seen.clear();
+    this.gone.clear();
   }
 
   _ensureSocket() {
@@ -84,10 +87,14 @@ export class UnreadCounts extends EventTarget {
       this._set(id, this.count(id) + (mine ? 0 : 1), e.detail.seq);
     });
     const gone = () => {
-      if (this.mux === mux) this.dispatchEvent(new CustomEvent("gone", { detail: { itemId: id } }));
+      // Once per item: a list that still shows it must not reload again and again.
+      if (this.mux !== mux || this.gone.has(id)) return;
+      this.gone.add(id);
+      this.dispatchEvent(new CustomEvent("gone", { detail: { itemId: id } }));
     };
     sub.addEventListener("unsubscribed", gone);
-    sub.addEventListener("refused", gone);
+    // Other refusals (too many subscriptions, rate limits): that item shows no count.
+    sub.addEventListener("refused", (e) => e.detail.code === "forbidden" && gone());
   }
 
   _set(id, count, lastSeq) {
