@@ -40,12 +40,17 @@ async def send(ws: ClientConnection, frame_type: str, **fields: Any) -> None:
 
 
 async def subscribe(ws: ClientConnection, item_id: str, **fields: Any) -> dict[str, Any]:
-    """Subscribe and read up to the answer (`subscribed`, or the error naming the item)."""
+    """Subscribe and read up to the answer (`subscribed`, or the error naming the item);
+    the answer (frames of other items before it are dropped)."""
+    return (await subscribing(ws, item_id, **fields))[-1]
+
+
+async def subscribing(ws: ClientConnection, item_id: str, **fields: Any) -> list[dict[str, Any]]:
+    """Subscribe; every frame read up to and including the answer."""
     await send(ws, "subscribe", item_id=item_id, **fields)
-    frames = await read_until(
+    return await read_until(
         ws, lambda f: f["type"] in ("subscribed", "error") and f.get("item_id") == item_id
     )
-    return frames[-1]
 
 
 def ready_frame(user: User, max_subscriptions: int = 100) -> dict[str, Any]:
