@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
 from api.client import frames
-from api.client.errors import (
-    ChannelClosed,
-    ChannelRefused,
-    HTTPError,
-    NotRecovered,
-    ProtocolError,
-    ServerUnavailable,
-)
-from api.client.logs import websocket_logger
-from api.client.publishing import Publisher
-from api.client.refresh import Tokens, keep_token_fresh
+from api.client.errors import NotRecovered, ProtocolError, StateError
+from api.client.refresh import Tokens
 from api.client.retry import Backoff
+from api.client.sockets import ReconnectingSocket
 from api.client.types import Message
 
 log = logging.getLogger("api.client")
 
-# Closes worth reconnecting after (with `since`): going away, server error, restart, try
-# again later (slow consumer, broker or store unavailable, limits), and drops (1006).
-RETRIED_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
-_END = object()  # queued once the channel is over; every later read sees it again
 
-
-class Channel:
+class Channel(ReconnectingSocket):
     """Messages of one item, each exactly once and in seq order, across reconnects.
 
     Use as `async with client.channel(item_id, since=N) as channel:`; entering waits for
@@ -45,6 +26,11 @@ class Channel:
     a 1001/1011/1012/1013 close reconnects with backoff and `since=<last seq received>`;
     a 1008 close raises `ChannelRefused` from the iterator (and from `publish`), except
     `token expired` when the client can renew its token. Messages are buffered until read.
+
+    With `state=True` the socket opts in to the item's state (`?state=1`): `item_state`
+    holds the latest `state` frame and `on_state` is called with each (the snapshot after
+    every (re)connect, without `sender`, then every change in version order, none twice);
+    `patch()` / `action()` change it over the socket.
     """
 
     def __init__(
@@ -56,76 +42,34 @@ class Channel:
         backoff: Backoff,
         publish_timeout: float,
         on_presence: Callable[[dict[str, Any]], None] | None,
+        state: bool = False,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if since is not None and (isinstance(since, bool) or since < 0):
             raise ValueError("since must be a non-negative integer")
-        self._url = url
-        self._tokens = tokens
-        self._backoff = backoff
+        super().__init__(url, tokens, backoff=backoff, timeout=publish_timeout)
         self._on_presence = on_presence
+        self._on_state = on_state
+        self._wants_state = state
         self._last_seq = since
-        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self._publisher = Publisher(publish_timeout)
-        self._closed_by_user = False
         self._jump = False  # after `recovered: false`, the next seq may skip ahead
-        self._first_ready: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
         #: The latest `presence` frame, or None before the first.
         self.presence: dict[str, Any] | None = None
         #: The `ready` frame of the current (or last) connection.
         self.ready: dict[str, Any] | None = None
-        #: How many times the channel set out to reconnect after a connection ended.
-        self.reconnects = 0
-
-    @property
-    def connected(self) -> bool:
-        """A socket is open and ready (publishes go out at once)."""
-        return self._publisher.socket is not None
+        #: The latest `state` frame (`state=True`), or None before the first.
+        self.item_state: dict[str, Any] | None = None
 
     @property
     def last_seq(self) -> int | None:
         """The seq of the last message received (queued for iteration)."""
         return self._last_seq
 
-    async def __aenter__(self) -> Channel:
-        self._first_ready = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run())
-        try:
-            await self._first_ready
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._publisher.failure is None:
-            self._closed_by_user = True
-        self._finish(ChannelClosed(1000, "closed by the client"))
-
     def __aiter__(self) -> Channel:
         return self
 
     async def __anext__(self) -> Message:
-        self._check_entered()
-        entry = await self._inbox.get()
-        if entry is _END:
-            self._inbox.put_nowait(_END)
-            if self._closed_by_user:
-                raise StopAsyncIteration
-            assert self._publisher.failure is not None
-            raise self._publisher.failure
+        entry = await self._next()
         if isinstance(entry, NotRecovered):
             raise entry
         return entry  # type: ignore[no-any-return]
@@ -140,86 +84,25 @@ class Channel:
         self._check_entered()
         return await self._publisher.publish(data, timeout)
 
-    # The connection loop.
+    async def patch(self, ops: list[dict[str, Any]], timeout: float | None = None) -> int:  # noqa: ASYNC109
+        """JSON Patch a `document` item's state over the socket; the acked version.
+        Raises `StateError` (`conflict`, `bad_request`, `forbidden`, `too_large`, ...)."""
+        self._check_entered()
+        return await self._publisher.request({"type": "patch", "ops": ops}, timeout, StateError)
 
-    async def _run(self) -> None:
-        attempt = 0
-        renewed = False  # one token renewal per streak of `token expired` closes
-        try:
-            while True:
-                try:
-                    ws = await self._open()
-                except (OSError, TimeoutError, InvalidHandshake, ServerUnavailable) as exc:
-                    log.info("channel connect failed (%s); retrying", type(exc).__name__)
-                    await asyncio.sleep(self._backoff.delay(attempt))
-                    attempt += 1
-                    continue
-                code, reason, was_ready = await self._serve(ws)
-                if was_ready:
-                    attempt, renewed = 0, False
-                if code == 1008:
-                    if reason != "token expired" or renewed:
-                        raise ChannelRefused(code, reason)
-                    try:
-                        if not await self._tokens.renew_after_expiry():
-                            raise ChannelRefused(code, reason)
-                    except ServerUnavailable:
-                        pass  # renewed on the next attempt
-                    else:
-                        renewed = True
-                        self.reconnects += 1
-                        continue
-                elif code not in RETRIED_CODES:
-                    raise ChannelClosed(code, reason)
-                log.info(
-                    "channel closed (%s %r); resuming after seq %s", code, reason, self._last_seq
-                )
-                await asyncio.sleep(self._backoff.delay(attempt))
-                attempt += 1
-                self.reconnects += 1
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._finish(exc)
+    async def action(self, action: dict[str, Any], timeout: float | None = None) -> int:  # noqa: ASYNC109
+        """A move in a game item (`{"move": 4}`); the acked version. An illegal one raises
+        `StateError` with code `illegal` and the rule as its detail."""
+        self._check_entered()
+        frame = {"type": "action", "action": action}
+        return await self._publisher.request(frame, timeout, StateError)
 
-    async def _open(self) -> ClientConnection:
-        token = await self._tokens.current()
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    # The socket's frames.
+
+    def _query(self) -> str:
         # Batches: several frames in one when many wait (a replay, a burst), unpacked here.
         query = "batch=1" if self._last_seq is None else f"batch=1&since={self._last_seq}"
-        url = f"{self._url}?{query}"
-        try:
-            return await connect(
-                url, additional_headers=headers, open_timeout=10, logger=websocket_logger
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status >= 500:
-                raise  # restarting or overloaded: retried
-            raise HTTPError("GET", self._url, status, "handshake refused") from exc
-
-    async def _serve(self, ws: ClientConnection) -> tuple[int, str, bool]:
-        """Read `ws` until it closes: its close code and reason, and whether it was ready."""
-        keeper: asyncio.Task[None] | None = None
-        was_ready = False
-        try:
-            async with ws:
-                self._on_ready(frames.decode(await ws.recv()))
-                was_ready = True
-                self._publisher.attach(ws)
-                keeper = asyncio.create_task(keep_token_fresh(self._tokens, ws.send))
-                while True:
-                    for frame in frames.unpack(frames.decode(await ws.recv())):
-                        if not self._on_frame(frame):
-                            return 1006, "gap", was_ready  # leaving `async with` closes ws
-        except ConnectionClosed as exc:
-            if exc.rcvd is None:
-                return 1006, "", was_ready
-            return exc.rcvd.code, exc.rcvd.reason, was_ready
-        finally:
-            if keeper is not None:
-                keeper.cancel()
-            self._publisher.attach(None)
+        return f"{query}&state=1" if self._wants_state else query
 
     def _on_ready(self, frame: dict[str, Any]) -> None:
         if frame["type"] != "ready":
@@ -235,10 +118,9 @@ class Channel:
                 self._jump = True  # replay starts at the oldest kept message
         elif self._last_seq is None:
             self._last_seq = last_seq
-        if self._first_ready is not None and not self._first_ready.done():
-            self._first_ready.set_result(None)
+        self._ready_now()
 
-    def _on_frame(self, frame: dict[str, Any]) -> bool:
+    async def _on_frame(self, frame: dict[str, Any]) -> bool:
         """Handle one frame; False when a message is missing before this one."""
         kind = frame["type"]
         if kind == "message":
@@ -254,7 +136,7 @@ class Channel:
             self._last_seq = seq
             self._inbox.put_nowait(message)
         elif kind == "ack":
-            self._publisher.acks.acked(frame.get("ref"), frames.field(frame, "seq", int))
+            self._publisher.acks.acked(frame.get("ref"), frames.ack_value(frame))
         elif kind == "error":
             code = frames.field(frame, "code", str)
             detail = str(frame.get("detail", ""))
@@ -264,23 +146,12 @@ class Channel:
             self.presence = frame
             if self._on_presence is not None:
                 self._on_presence(frame)
+        elif kind == "state":
+            if frames.newer_state(frame, self.item_state):
+                self.item_state = frame
+                if self._on_state is not None:
+                    self._on_state(frame)
         elif kind == "ready":
             raise ProtocolError("a second 'ready' frame on one socket")
         # pong, and frame types added later: nothing to do.
         return True
-
-    # State shared with publishers and readers.
-
-    def _check_entered(self) -> None:
-        if self._task is None:
-            raise RuntimeError("open the channel first: `async with client.channel(...)`")
-
-    def _finish(self, failure: BaseException) -> None:
-        if self._publisher.failure is not None:
-            return
-        log.debug("channel ended: %s", failure)
-        self._publisher.fail(failure)
-        self._inbox.put_nowait(_END)
-        if self._first_ready is not None and not self._first_ready.done():
-            self._first_ready.set_exception(failure)
-            self._first_ready.exception()  # retrieved by __aenter__; no "never retrieved"

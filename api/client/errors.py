@@ -67,3 +67,25 @@ class PublishError(ClientError):
 
 class ServerUnavailable(ClientError):
     """A REST call could not reach the server (refused, reset, timed out)."""
+
+
+class StateError(PublishError):
+    """A state change (`patch` or `action` over a socket) was not acknowledged. `code` is
+    the server's (`conflict`: a failed `test` op; `illegal`: a game's rule, named by
+    `detail`; `bad_request`, `forbidden`, `too_large`, `rate_limited`) or the client's own
+    `timeout` / `connection_lost` (the change may or may not be stored: read the state)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(code, detail)
+        self.args = (f"state change failed: {code}: {detail}",)
+
+
+class SubscribeError(ClientError):
+    """A `/ws` subscribe was refused (`code`: `forbidden`, `bad_request`,
+    `too_many_subscriptions`); nothing changed on the connection."""
+
+    def __init__(self, item_id: str, code: str, detail: str) -> None:
+        super().__init__(f"subscribe to {item_id!r} refused: {code}: {detail}")
+        self.item_id = item_id
+        self.code = code
+        self.detail = detail

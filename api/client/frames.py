@@ -57,3 +57,19 @@ def unpack(frame: dict[str, Any]) -> list[dict[str, Any]]:
         if each["type"] in ("batch", "ready"):
             raise ProtocolError(f"a batch holds a {each['type']!r} frame")
     return inner
+
+
+def ack_value(frame: dict[str, Any]) -> int:
+    """What an `ack` acknowledges: a state change's `version`, or a publish's `seq`."""
+    value: int = field(frame, "version" if "version" in frame else "seq", int)
+    return value
+
+
+def newer_state(frame: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Whether a `state` frame is to be taken: a snapshot (no `sender`, after each
+    subscription) always replaces what was known; a change only when it is newer."""
+    version = field(frame, "version", int)
+    field(frame, "state", dict)
+    if "sender" not in frame or current is None:
+        return True
+    return bool(version > current["version"])

@@ -11,6 +11,7 @@ import httpx
 
 from api.client.channel import Channel
 from api.client.errors import HTTPError, ProtocolError, ServerUnavailable
+from api.client.multiplex import Multiplex
 from api.client.refresh import Tokens, response_detail
 from api.client.retry import Backoff
 from api.client.types import Item, ItemState, Kind, Member, Message, Presence, Token, User
@@ -220,7 +221,11 @@ class Client:
         path = f"/items/{_seg(item_id)}/state"
         return cast(ItemState, await self._call("POST", path, 200, json=body))
 
-    # The item channel (CONTRACT §4).
+    # The item channel (CONTRACT §4) and many items on one socket (§4b).
+
+    @property
+    def _ws_base(self) -> str:
+        return "ws" + self.url.removeprefix("http") if self.url.startswith("http") else self.url
 
     def channel(
         self,
@@ -229,14 +234,22 @@ class Client:
         *,
         publish_timeout: float = 10.0,
         on_presence: Callable[[dict[str, Any]], None] | None = None,
+        state: bool = False,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
     ) -> Channel:
         """`async with client.channel(item_id, since=N) as channel:` — see `Channel`."""
-        ws_base = "ws" + self.url.removeprefix("http") if self.url.startswith("http") else self.url
         return Channel(
-            f"{ws_base}/items/{_seg(item_id)}/ws",
+            f"{self._ws_base}/items/{_seg(item_id)}/ws",
             self.tokens,
             since=since,
             backoff=self.backoff,
             publish_timeout=publish_timeout,
             on_presence=on_presence,
+            state=state,
+            on_state=on_state,
         )
+
+    def connect(self, *, timeout: float = 10.0) -> Multiplex:
+        """`async with client.connect() as ws:` — one socket to `/ws` for any number of
+        items; see `Multiplex`. `timeout` bounds each request's wait for its answer."""
+        return Multiplex(f"{self._ws_base}/ws", self.tokens, backoff=self.backoff, timeout=timeout)

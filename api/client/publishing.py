@@ -1,4 +1,5 @@
-"""Publishing on whichever socket a channel has open, each publish matched to its ack by `ref`."""
+"""Requests on whichever socket a channel has open — publishes, state changes — each
+matched to its `ack` (a seq, or a state's version) or `error` frame by `ref`."""
 
 from __future__ import annotations
 
@@ -14,43 +15,50 @@ from api.client.errors import PublishError
 
 
 class Acks:
-    """The publishes sent on a channel and not yet answered."""
+    """The requests sent on a channel and not yet answered, with the error class that
+    their refusal raises."""
 
     def __init__(self) -> None:
         self._refs = itertools.count(1)
-        self._pending: dict[str, asyncio.Future[int]] = {}
+        self._pending: dict[str, tuple[asyncio.Future[int], type[PublishError]]] = {}
 
-    def expect(self) -> tuple[str, asyncio.Future[int]]:
+    def expect(self, error: type[PublishError] = PublishError) -> tuple[str, asyncio.Future[int]]:
         """A new ref, and the future its answer resolves."""
         ref = f"p{next(self._refs)}"
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending[ref] = future
+        self._pending[ref] = (future, error)
         return ref, future
 
     def forget(self, ref: str) -> None:
         self._pending.pop(ref, None)
 
-    def acked(self, ref: object, seq: int) -> bool:
-        future = self._pending.pop(ref, None) if isinstance(ref, str) else None
-        if future is None:
+    def acked(self, ref: object, value: int) -> bool:
+        """An `ack` with its seq (a publish) or version (a state change)."""
+        entry = self._pending.pop(ref, None) if isinstance(ref, str) else None
+        if entry is None:
             return False
-        if not future.done():
-            future.set_result(seq)
+        if not entry[0].done():
+            entry[0].set_result(value)
         return True
 
     def refused(self, ref: object, code: str, detail: str) -> bool:
-        future = self._pending.pop(ref, None) if isinstance(ref, str) else None
-        if future is None:
+        entry = self._pending.pop(ref, None) if isinstance(ref, str) else None
+        if entry is None:
             return False
+        future, error = entry
         if not future.done():
-            future.set_exception(PublishError(code, detail))
+            future.set_exception(error(code, detail))
         return True
 
     def fail_all(self, error: BaseException) -> None:
         """The socket is gone: nothing sent on it will be answered."""
         pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
+        for future, kind in pending.values():
+            if future.done():
+                continue
+            if isinstance(error, PublishError) and not isinstance(error, kind):
+                future.set_exception(kind(error.code, error.detail))  # as the caller expects
+            else:
                 future.set_exception(error)
 
 
@@ -78,22 +86,32 @@ class Publisher:
         self.attach(None)
 
     async def publish(self, data: Any, timeout: float | None) -> int:  # noqa: ASYNC109
+        return await self.request({"type": "publish", "data": data}, timeout)
+
+    async def request(
+        self,
+        frame: dict[str, Any],
+        timeout: float | None,  # noqa: ASYNC109
+        error: type[PublishError] = PublishError,
+    ) -> int:
+        """Send `frame` with a new ref once a socket is open; the seq or version of its
+        ack. Refusals, a timeout and a lost connection raise `error`."""
         limit = self.timeout if timeout is None else timeout
         ref = ""
         try:
             async with asyncio.timeout(limit):
                 while True:
                     ws = await self._open_socket()
-                    ref, answer = self.acks.expect()
+                    ref, answer = self.acks.expect(error)
                     try:
-                        await ws.send(json.dumps({"type": "publish", "data": data, "ref": ref}))
+                        await ws.send(json.dumps({**frame, "ref": ref}))
                     except ConnectionClosed:
                         self.acks.forget(ref)  # not sent: safe to send on the next socket
                         await self._replaced(ws)
                         continue
                     return await answer
         except TimeoutError:
-            raise PublishError("timeout", f"no ack within {limit} s") from None
+            raise error("timeout", f"no ack within {limit} s") from None
         finally:
             self.acks.forget(ref)
 

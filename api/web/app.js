@@ -1,4 +1,5 @@
-// The channels page: log in, list and create items, share them, chat on an item's channel.
+// The channels page: log in, list and create items, share them, chat on an item's channel;
+// the list shows live unread counts of the items not open (one `/ws` socket follows them).
 
 import { ApiError, Client } from "./item-channels.js";
 import {
@@ -11,6 +12,7 @@ import {
   show,
   showUser,
 } from "./ui.js";
+import { UnreadCounts } from "./unread.js";
 
 const BACKLOG = 50; // messages of history shown when a channel opens
 
@@ -19,11 +21,14 @@ let channel = null; // the open Channel
 let current = null; // {id, name, owner} of the open item
 let lines = new Map(); // seq -> <li>, so a seq is never shown twice
 let itemState = null; // {version, state, sender?} of the open item
+const unread = new UnreadCounts(client);
+const TITLE = document.title;
 
 // Views.
 
 function showAuth(message) {
   closeChannel();
+  unread.stop();
   current = null;
   showUser(null);
   show($("loading"), false);
@@ -38,6 +43,7 @@ async function showWorkspace(user) {
   show($("loading"), false);
   show($("auth"), false);
   show($("workspace"), true);
+  unread.setOpen(hashItemId()); // not followed on /ws: its own channel is about to open
   await loadItems();
   openFromHash();
 }
@@ -61,13 +67,38 @@ async function loadItems() {
         el("span", { className: "item-name", text: item.name }),
         el("span", { className: "item-meta", text: item.owner === client.user?.username ? item.id : `${item.id} · ${item.owner}` }),
       );
+      link.append(el("span", { className: "unread", attrs: { "aria-label": "unread messages" } }));
       link.dataset.itemId = item.id;
       if (current && current.id === item.id) link.setAttribute("aria-current", "true");
       return el("li", {}, link);
     }),
   );
   show($("items-empty"), items.length === 0);
+  unread.setItems(items.map((item) => item.id));
+  for (const item of items) renderUnread(item.id, unread.count(item.id));
 }
+
+function itemLink(id) {
+  for (const link of $("items").querySelectorAll(".item-link")) if (link.dataset.itemId === id) return link;
+  return null;
+}
+
+function renderUnread(id, count, lastSeq) {
+  const link = itemLink(id);
+  if (link) {
+    link.dataset.unread = String(count);
+    if (lastSeq !== undefined && lastSeq !== null) link.dataset.lastSeq = String(lastSeq);
+    const badge = link.querySelector(".unread");
+    badge.textContent = count > 0 ? String(count) : "";
+    show(badge, count > 0);
+  }
+  const total = unread.total();
+  document.title = total > 0 ? `(${total}) ${TITLE}` : TITLE;
+}
+
+unread.addEventListener("change", (e) => renderUnread(e.detail.itemId, e.detail.count, e.detail.lastSeq));
+// Removed from an item, or it was deleted: it leaves the list.
+unread.addEventListener("gone", () => loadItems());
 
 function markCurrentItem() {
   for (const link of $("items").querySelectorAll(".item-link")) {
@@ -94,15 +125,19 @@ $("create-item").addEventListener("submit", async (event) => {
   }
 });
 
-function openFromHash() {
+function hashItemId() {
   const match = /^#item=(.+)$/.exec(location.hash);
-  if (!match) return;
-  let id;
+  if (!match) return null;
   try {
-    id = decodeURIComponent(match[1]);
+    return decodeURIComponent(match[1]);
   } catch {
-    return;
+    return null;
   }
+}
+
+function openFromHash() {
+  const id = hashItemId();
+  if (id === null) return;
   if (!current || current.id !== id || !channel) openItem(id);
 }
 
@@ -118,6 +153,8 @@ function closeChannel() {
 }
 
 async function openItem(id) {
+  // The item left is followed for unread counts again, after what its channel showed.
+  unread.setOpen(id, channel && current && current.id !== id ? channel.lastSeq : null);
   closeChannel();
   current = { id, name: id, owner: null };
   lines = new Map();
@@ -426,7 +463,8 @@ $("delete-item").addEventListener("click", async () => {
   history.replaceState(null, "", location.pathname);
   show($("item-view"), false);
   show($("no-item"), true);
-  loadItems();
+  await loadItems(); // without the deleted item, which is then not followed
+  unread.setOpen(null);
 });
 
 // Start.

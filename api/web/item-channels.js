@@ -16,11 +16,18 @@
 // `illegal`, `bad_request`, `forbidden`, `too_large`) and `message` the server's detail.
 // (`channel.state` and the `state` event are the connection's: idle, open, ...)
 //
+// Many items on one socket. `client.multiplex()` opens `/ws` once; `mux.subscribe(id,
+// {since, state})` returns a Subscription with the same events as a Channel (`message`,
+// `presence`, `itemstate`, plus `unsubscribed` and `refused`), `mux.publish(id, data)`,
+// `mux.patch(id, ops)` and `mux.action(id, action)` resolve once acknowledged, and after
+// every reconnect each item is subscribed again with `since=<its last seq>`.
+//
 // Credentials. REST calls carry `Authorization: Bearer <access token>` (and the
 // `session` cookie set by /auth/login travels too). Every connection attempt, reconnects
 // included, first asks POST /auth/ws-ticket {"item_id"} for a single-use ticket and
-// connects to `/items/{item_id}/ws?token=<ticket>`: long-lived credentials never appear
-// in URLs. A ticket's socket lives as long as its session, so nothing needs refreshing.
+// connects to `/items/{item_id}/ws?token=<ticket>` (`/ws` asks for a ticket without an
+// item): long-lived credentials never appear in URLs. A ticket's socket lives as long as
+// its session, so nothing needs refreshing.
 //
 // The alternative, `auth: "subprotocol"`, sends the access token in the handshake's
 // subprotocol list instead of the URL:
@@ -227,6 +234,13 @@ export class Client extends EventTarget {
     const channel = new Channel(this, itemId, options);
     if (options.connect !== false) channel.connect();
     return channel;
+  }
+
+  /** One socket for many items (`/ws`); connects at once unless `{connect: false}`. */
+  multiplex(options = {}) {
+    const mux = new Multiplex(this, options);
+    if (options.connect !== false) mux.connect();
+    return mux;
   }
 
   /** The `/monitor/ws` stats stream; connects at once unless `{connect: false}`. */
@@ -790,5 +804,316 @@ export class Monitor extends ReconnectingSocket {
 
   _handle(frame) {
     if (frame.type === "stats") this.dispatchEvent(new CustomEvent("stats", { detail: frame }));
+  }
+}
+
+/**
+ * Many items on one socket: `WS /ws` (multiplexed mode). Same credentials handling as
+ * item channels (a ticket not limited to an item by default; `auth: "subprotocol"` or
+ * `"token"` with refresh frames), same reconnects. Every subscription is renewed after a
+ * reconnect with `since=<its last seq>`, and messages are deduplicated by seq per item,
+ * so each item's messages are delivered exactly once and in order across drops.
+ *
+ *   const mux = client.multiplex();                      // connects at once
+ *   const board = mux.subscribe("board", { state: true }); // a Subscription
+ *   board.addEventListener("message", (e) => show(e.detail));
+ *   await mux.publish("board", { text: "hi" });           // resolves with the seq
+ *   await mux.patch("notes", [{ op: "add", path: "/a", value: 1 }]);  // the new version
+ *   await mux.unsubscribe("board");
+ *
+ * Events of the Multiplex: `ready` {frame, resumed} after each accepted socket (the
+ * subscriptions are renewed right after it), `message` (the messages of every item, each
+ * once; the message object names its item), `error` (every `error` frame), plus `state`,
+ * `refused` and `frame` of every socket. Per item, see `Subscription`.
+ */
+export class Multiplex extends ReconnectingSocket {
+  constructor(client, options = {}) {
+    super(client, options);
+    this.subscriptions = new Map(); // item id -> Subscription (current, live or pending)
+    this.user = null;
+    this.maxSubscriptions = null;
+    this._ready = false; // a `ready` came on the current socket
+    this._everReady = false;
+    this._pending = new Map(); // ref -> {resolve, reject, kind, sub?}
+    this._refs = 0;
+  }
+
+  path() {
+    return "/ws";
+  }
+
+  ticketScope() {
+    return undefined; // an item-limited ticket is refused on /ws
+  }
+
+  /**
+   * Follow an item: returns its Subscription at once (subscribed as soon as the socket
+   * is ready). Options: `since` (deliver every stored message after it first), `state`
+   * (also its state frames), `presence` (keep `users`, from a REST snapshot plus the
+   * frames). Throws if the item is already subscribed here.
+   */
+  subscribe(itemId, { since = null, state = false, presence = false } = {}) {
+    if (this.subscriptions.has(itemId)) throw new Error(`already subscribed to ${itemId}`);
+    const sub = new Subscription(this, itemId, { since, state, presence });
+    this.subscriptions.set(itemId, sub);
+    if (this._ready) this._sendSubscribe(sub);
+    return sub;
+  }
+
+  /** Stop following an item: no event of it follows. Resolves once the server answered. */
+  unsubscribe(itemId) {
+    const sub = this.subscriptions.get(itemId);
+    if (!sub) return Promise.resolve();
+    this.subscriptions.delete(itemId);
+    sub._end();
+    if (!this._ready) return Promise.resolve(); // renewed subscriptions skip it
+    return this._request({ type: "unsubscribe", item_id: itemId }, "unsubscribe").catch(() => {});
+  }
+
+  /** Publish on any item one may write to (subscribed or not); resolves with the seq. */
+  publish(itemId, data) {
+    return this._request({ type: "publish", item_id: itemId, data }, "ack");
+  }
+
+  /** JSON Patch a document item's state; resolves with the new version. */
+  patch(itemId, ops) {
+    return this._request({ type: "patch", item_id: itemId, ops }, "ack");
+  }
+
+  /** A move in a game item, e.g. `{move: 4}`; resolves with the new version. */
+  action(itemId, action) {
+    return this._request({ type: "action", item_id: itemId, action }, "ack");
+  }
+
+  _request(frame, kind, sub) {
+    const ref = `m-${++this._refs}`;
+    return new Promise((resolve, reject) => {
+      try {
+        if (!this._ready) throw new Error("not connected");
+        this.send({ ...frame, ref });
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      this._pending.set(ref, { resolve, reject, kind, sub });
+    });
+  }
+
+  _sendSubscribe(sub) {
+    const frame = { type: "subscribe", item_id: sub.itemId };
+    if (sub.lastSeq !== null) frame.since = sub.lastSeq;
+    if (sub.wantsState) frame.state = true;
+    sub._live = false; // frames of the item are the previous subscription's until answered
+    const ref = `m-${++this._refs}`;
+    this._pending.set(ref, { kind: "subscribe", sub, resolve() {}, reject() {} });
+    this.send({ ...frame, ref });
+  }
+
+  _closed(code, reason) {
+    this._ready = false;
+    for (const { reject, kind } of this._pending.values()) {
+      if (kind !== "subscribe") {
+        reject(new Error(`connection closed before the answer (${code}${reason ? ` ${reason}` : ""})`));
+      }
+    }
+    this._pending.clear();
+    for (const sub of this.subscriptions.values()) sub._disconnected();
+  }
+
+  _handle(frame) {
+    if (frame.type === "ready") return this._onReady(frame);
+    const waiting = typeof frame.ref === "string" ? this._pending.get(frame.ref) : undefined;
+    if (waiting) this._pending.delete(frame.ref);
+    const sub = frame.item_id === undefined ? undefined : this.subscriptions.get(frame.item_id);
+    switch (frame.type) {
+      case "subscribed":
+        if (waiting && this._current(waiting.sub)) waiting.sub._subscribed(frame);
+        return;
+      case "unsubscribed":
+        if (waiting) waiting.resolve(frame);
+        // Not our request: the server ended the subscription (removed, item deleted).
+        else if (sub && sub._live) this._drop(sub, frame.reason);
+        return;
+      case "ack":
+        if (waiting) waiting.resolve(frame.version ?? frame.seq);
+        return;
+      case "error":
+        if (waiting && waiting.kind === "subscribe") {
+          if (this._current(waiting.sub)) {
+            this.subscriptions.delete(waiting.sub.itemId);
+            waiting.sub._refused(frame);
+          }
+        } else if (waiting) {
+          waiting.reject(new ApiError(frame.code, frame.detail));
+        }
+        this.dispatchEvent(new CustomEvent("error", { detail: frame }));
+        return;
+      case "message":
+        if (sub && sub._live && sub._deliver(frame)) {
+          const { type: _type, ...body } = frame;
+          this.dispatchEvent(new CustomEvent("message", { detail: body }));
+        }
+        return;
+      case "presence":
+        if (sub && sub._live) sub._presence(frame);
+        return;
+      case "state":
+        if (sub && sub._live) sub._state(frame);
+        return;
+      default:
+        return; // pong, and frame types of later versions
+    }
+  }
+
+  _onReady(frame) {
+    const resumed = this._everReady;
+    this._ready = true;
+    this._everReady = true;
+    this.user = frame.user;
+    this.maxSubscriptions = frame.max_subscriptions ?? null;
+    this.dispatchEvent(new CustomEvent("ready", { detail: { frame, resumed } }));
+    for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
+  }
+
+  _current(sub) {
+    return sub !== undefined && this.subscriptions.get(sub.itemId) === sub;
+  }
+
+  _drop(sub, reason) {
+    this.subscriptions.delete(sub.itemId);
+    sub._end();
+    sub.dispatchEvent(new CustomEvent("unsubscribed", { detail: { reason } }));
+  }
+}
+
+/**
+ * One item followed on a Multiplex. Events (detail), as those of a Channel:
+ * - `subscribed` {frame, recovered, resumed} — after each (re)subscription
+ * - `message` — a message object {item_id, seq, sender, data, ts}, once per seq, in order
+ * - `presence` {event, user, count} per frame; with `presence: true` also `users`
+ *   (sorted), after a snapshot following each subscription
+ * - `itemstate` {version, state, sender?, snapshot} with `state: true`; `itemState`
+ * - `unsubscribed` {reason: "forbidden"} — the server ended it (removed, item deleted)
+ * - `refused` {code, detail} — a subscribe (first or renewed) was refused: it has ended
+ * - `reset`, `gap` — as a Channel's, after `recovered: false`
+ * `publish`, `patch` and `action` are the Multiplex's, for this item.
+ */
+export class Subscription extends EventTarget {
+  constructor(mux, itemId, { since, state, presence }) {
+    super();
+    this.mux = mux;
+    this.itemId = itemId;
+    this.wantsState = Boolean(state);
+    this.wantsPresence = Boolean(presence);
+    this.lastSeq = since ?? null; // the last seq delivered; null before the first answer
+    this.role = null;
+    this.itemState = null;
+    this.users = new Set();
+    this.ended = false;
+    this._live = false;
+    this._presenceHeld = null;
+  }
+
+  publish(data) {
+    return this.mux.publish(this.itemId, data);
+  }
+
+  patch(ops) {
+    return this.mux.patch(this.itemId, ops);
+  }
+
+  action(action) {
+    return this.mux.action(this.itemId, action);
+  }
+
+  unsubscribe() {
+    return this.mux.unsubscribe(this.itemId);
+  }
+
+  _subscribed(frame) {
+    const resumed = this.lastSeq !== null;
+    this._live = true;
+    this.role = frame.role;
+    if (frame.recovered === false) {
+      if (this.lastSeq !== null && this.lastSeq > frame.last_seq) {
+        this.lastSeq = frame.last_seq;
+        this.dispatchEvent(new CustomEvent("reset", { detail: frame }));
+      } else {
+        this.dispatchEvent(new CustomEvent("gap", { detail: frame }));
+      }
+    }
+    if (this.lastSeq === null) this.lastSeq = frame.last_seq;
+    this.dispatchEvent(new CustomEvent("subscribed", { detail: { frame, recovered: frame.recovered, resumed } }));
+    if (this.wantsPresence) this._loadPresence();
+  }
+
+  /** True when the message was new (and delivered). */
+  _deliver(frame) {
+    if (this.lastSeq !== null && frame.seq <= this.lastSeq) return false; // seen already
+    this.lastSeq = frame.seq;
+    const { type: _type, ...body } = frame;
+    this.dispatchEvent(new CustomEvent("message", { detail: body }));
+    return true;
+  }
+
+  _state(frame) {
+    const snapshot = frame.sender === undefined;
+    if (!snapshot && this.itemState && frame.version <= this.itemState.version) return;
+    const { type: _type, item_id: _item, ...body } = frame;
+    this.itemState = body;
+    this.dispatchEvent(new CustomEvent("itemstate", { detail: { ...body, snapshot } }));
+  }
+
+  _presence(frame) {
+    if (this._presenceHeld) {
+      this._presenceHeld.push(frame);
+      return;
+    }
+    this._applyPresence(frame);
+    const detail = { event: frame.event, user: frame.user, count: frame.count };
+    if (this.wantsPresence) detail.users = this._sortedUsers();
+    this.dispatchEvent(new CustomEvent("presence", { detail }));
+  }
+
+  _applyPresence(frame) {
+    if (frame.event === "join") this.users.add(frame.user);
+    else if (frame.event === "leave") this.users.delete(frame.user);
+  }
+
+  _sortedUsers() {
+    return [...this.users].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  async _loadPresence() {
+    // The snapshot first, then every presence frame received since, in order.
+    const held = (this._presenceHeld = []);
+    let snapshot = null;
+    try {
+      snapshot = await this.mux.client.presence(this.itemId);
+    } catch {
+      snapshot = null;
+    }
+    if (this._presenceHeld !== held) return; // disconnected or ended meanwhile
+    this._presenceHeld = null;
+    if (snapshot) this.users = new Set(snapshot.users);
+    for (const frame of held) this._applyPresence(frame);
+    const users = this._sortedUsers();
+    this.dispatchEvent(new CustomEvent("presence", { detail: { users, count: users.length } }));
+  }
+
+  _disconnected() {
+    this._live = false;
+    this._presenceHeld = null;
+  }
+
+  _refused(frame) {
+    this._end();
+    this.dispatchEvent(new CustomEvent("refused", { detail: { code: frame.code, detail: frame.detail } }));
+  }
+
+  _end() {
+    this.ended = true;
+    this._live = false;
+    this._presenceHeld = null;
   }
 }

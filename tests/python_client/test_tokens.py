@@ -79,7 +79,7 @@ def no_refresh_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     async def idle(*args: object) -> None:
         return None
 
-    monkeypatch.setattr("api.client.channel.keep_token_fresh", idle)
+    monkeypatch.setattr("api.client.sockets.keep_token_fresh", idle)
 
 
 async def test_token_expired_close_with_a_session_renews_and_resumes(
