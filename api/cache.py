@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -20,6 +22,10 @@ class TTLCache(Generic[K, V]):
     (it would bring a revoked session back to life). Callers take `generation()` before
     reading and pass it to `put(..., since=)`: a put is refused when its key (or the
     whole cache) was invalidated after that generation.
+
+    `load` does both, and shares one read among the callers that miss the same key at
+    once: when an entry expires under many requests or handshakes in flight, the
+    database is read once, not once per caller.
     """
 
     def __init__(
@@ -34,6 +40,9 @@ class TTLCache(Generic[K, V]):
         # barrier instead, so forgetting can only refuse more puts, never fewer.
         self._tombstones: OrderedDict[K, int] = OrderedDict()
         self._barrier = 0
+        # Reads in flight by key; an invalidation forgets them, so that a caller coming
+        # after it reads afresh instead of sharing a read begun before it.
+        self._loading: dict[K, asyncio.Future[V | None]] = {}
 
     def generation(self) -> int:
         return self._generation
@@ -58,8 +67,32 @@ class TTLCache(Generic[K, V]):
                 del self._entries[old]
         self._entries[key] = (time.monotonic() + self.ttl, value)
 
+    async def load(self, key: K, read: Callable[[], Awaitable[V | None]]) -> V | None:
+        """`read()`, stored (unless None, or invalidated while it was read); callers
+        loading the same key meanwhile share this read and its outcome, exception
+        included. A caller cancelled while waiting does not cancel the read."""
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(key, read, self._generation))
+            self._loading[key] = pending
+            pending.add_done_callback(partial(self._loaded, key))
+        return await asyncio.shield(pending)
+
+    async def _read(self, key: K, read: Callable[[], Awaitable[V | None]], since: int) -> V | None:
+        value = await read()
+        if value is not None:
+            self.put(key, value, since=since)
+        return value
+
+    def _loaded(self, key: K, done: asyncio.Future[V | None]) -> None:
+        if self._loading.get(key) is done:
+            del self._loading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, even when every caller stopped waiting
+
     def pop(self, key: K) -> None:
         self._entries.pop(key, None)
+        self._loading.pop(key, None)
         self._generation += 1
         self._tombstones.pop(key, None)
         self._tombstones[key] = self._generation
@@ -70,10 +103,12 @@ class TTLCache(Generic[K, V]):
     def drop_where(self, predicate: Callable[[K], bool]) -> None:
         for key in [k for k in self._entries if predicate(k)]:
             del self._entries[key]
+        self._loading.clear()
         self._raise_barrier()
 
     def clear(self) -> None:
         self._entries.clear()
+        self._loading.clear()
         self._raise_barrier()
 
     def _raise_barrier(self) -> None:

@@ -29,10 +29,17 @@ from api.runtime import Runtime
 SINCE_RE = re.compile(r"[0-9]+")
 
 
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The process's runtime, for the dependencies of hot routes: FastAPI solves a
+    sub-dependency again (its own sub-dependencies, its parameters) each time it is
+    declared, cached or not, so they take it from here rather than from `RuntimeDep`."""
+    return conn.app.state.runtime  # type: ignore[no-any-return]
+
+
 async def get_runtime(conn: HTTPConnection) -> Runtime:
     # `async` although it never waits: FastAPI runs a plain `def` dependency in a worker
     # thread, a thread hop on every request and handshake.
-    return conn.app.state.runtime  # type: ignore[no-any-return]
+    return runtime_of(conn)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -50,9 +57,9 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 WriterDep = Annotated[MessageWriter, Depends(get_writer)]
 
 
-async def handshake_epoch(runtime: RuntimeDep) -> int:
+async def handshake_epoch(conn: HTTPConnection) -> int:
     """The control plane's epoch before a socket's checks (see `Hub.attach`)."""
-    return runtime.hub.control.epoch
+    return runtime_of(conn).hub.control.epoch
 
 
 EpochDep = Annotated[int, Depends(handshake_epoch)]
@@ -72,9 +79,10 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """The caller of a REST endpoint, from a bearer token or the session cookie (whose
     Origin rule, the resolver's, answers 403)."""
+    runtime = runtime_of(request)
     try:
         return await runtime.resolver.resolve(presented_by_request(request))
     except OriginRefused as exc:
@@ -100,19 +108,24 @@ class ChannelAccess:
     principal: Principal
     access: Access
     since: int | None
+    epoch: int  # the control plane's, taken before any credential was read
     batch: bool = False
 
 
-async def websocket_principal(
-    websocket: WebSocket, _epoch: EpochDep, runtime: RuntimeDep
-) -> Principal:
+async def websocket_principal(websocket: WebSocket, _epoch: EpochDep) -> Principal:
     """The caller of a socket, or `ChannelRejected` naming the first failed check.
 
     Depends on the epoch so that it is taken before any credential is read."""
+    return await _socket_principal(websocket)
+
+
+async def _socket_principal(websocket: WebSocket) -> Principal:
     presented = presented_by_websocket(websocket)
     item_id = websocket.path_params.get("item_id")
     try:
-        return await runtime.resolver.resolve(presented, accept_tickets=True, item_id=item_id)
+        return await runtime_of(websocket).resolver.resolve(
+            presented, accept_tickets=True, item_id=item_id
+        )
     except AuthFailure as exc:
         raise ChannelRejected(exc.reason) from exc
 
@@ -120,12 +133,15 @@ async def websocket_principal(
 SocketUser = Annotated[Principal, Depends(websocket_principal)]
 
 
-async def channel_access(
-    websocket: WebSocket, item_id: str, principal: SocketUser, runtime: RuntimeDep
-) -> ChannelAccess:
-    """Credentials, then item access, then `since`: the channel's handshake checks."""
+async def channel_access(websocket: WebSocket, item_id: str, epoch: EpochDep) -> ChannelAccess:
+    """Credentials, then item access, then `since`: the channel's handshake checks.
+
+    One dependency rather than one per check (each one FastAPI solves costs more than
+    the check); the epoch, its only sub-dependency, is taken before them."""
+    principal = await _socket_principal(websocket)
     if not ITEM_ID_RE.fullmatch(item_id):
         raise ChannelRejected(protocol.FORBIDDEN)
+    runtime = runtime_of(websocket)
     try:
         standing = await cached_access(
             runtime.access_cache, runtime.session_factory, item_id, principal.user_id
@@ -141,7 +157,7 @@ async def channel_access(
         since = int(raw_since) if len(raw_since) <= 18 else 10**18
     # Opt-in; any other value leaves it off (the `ready` frame says when it is on).
     batch = websocket.query_params.get("batch") == "1"
-    return ChannelAccess(principal, standing, since, batch)
+    return ChannelAccess(principal, standing, since, epoch, batch)
 
 
 ChannelAccessDep = Annotated[ChannelAccess, Depends(channel_access)]

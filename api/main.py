@@ -170,8 +170,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(WebSocketException, reject_socket)
     app.add_exception_handler(WebSocketRequestValidationError, reject_socket)
+    # Tried in this order, each route passed over costing a match attempt: the sockets
+    # and the item routes (handshakes, publishes) before the rarer ones.
     routers = [
-        module.router for module in (auth, items, state, channel, multiplex, ops, monitor, pages)
+        module.router for module in (channel, multiplex, items, auth, state, ops, monitor, pages)
     ]
     for router in routers:
         app.include_router(router)

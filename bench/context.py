@@ -24,6 +24,8 @@ class Context:
     workdir: Path
     kinds: tuple[Kind, ...] = KINDS  # the servers to run (all three but for debugging)
     profile_dir: Path | None = None  # `--profile`: where the service's profiles go
+    publish_modes: tuple[str, ...] = ("ws", "rest")  # `--publish-modes`: the cases to run
+    profile_baselines: bool = False  # `--profile-baselines`: sample the baselines too
     started: float = field(default_factory=time.monotonic)
 
     def log(self, message: str) -> None:
@@ -42,6 +44,7 @@ class Context:
         )
         with running(kind, workdir, backend, self.external) as server:
             server.profile_dir = self.profile_dir
+            server.profile_baselines = self.profile_baselines
             yield server
 
     def connect_limit(self, sockets: int) -> float:

@@ -71,6 +71,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default: sqlite-memory, and postgres-redis when PostgreSQL and Redis answer)",
     )
     parser.add_argument(
+        "--publish-modes",
+        default="ws,rest",
+        help="comma-separated transports of the publish scenario's cases: ws, rest (default both)",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -102,6 +107,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         metavar="DIR",
         help="sample the service with py-spy during each case; profiles go to DIR",
+    )
+    parser.add_argument(
+        "--profile-baselines",
+        action="store_true",
+        help="with --profile: sample the baselines too (for comparing where the time goes)",
     )
     parser.add_argument(
         "--record",
@@ -171,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not kinds:
         sys.exit(f"--servers: choose among {', '.join(KINDS)}")
     names = args.scenario or list(SCENARIOS)
+    modes = tuple(m.strip() for m in args.publish_modes.split(",") if m.strip())
+    if not modes or set(modes) - {"ws", "rest"}:
+        sys.exit("--publish-modes: choose among ws, rest")
     external = External(args.postgres_url, args.redis_url)
     backend, publish_backends = _backends(args, external)
     if not {"publish", "state"} & set(names):  # the scenarios run on each publish backend
@@ -204,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         pool.start()
         ctx = Context(plan, pool, backend, publish_backends, external, workdir, kinds, args.profile)
+        ctx.publish_modes = modes
+        ctx.profile_baselines = args.profile_baselines
         ctx.log(f"{plan.name} plan, scenarios {', '.join(names)}, backend {backend.name}")
         results = _run_on_loop(ctx, names)
     finally:
@@ -218,7 +233,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     (args.out / "latest.md").write_text(report)
     # A profiled run's figures carry the sampler's small cost: not a run for the record.
     full_run = (
-        not args.quick and not args.profile and set(names) == set(SCENARIOS) and kinds == KINDS
+        not args.quick
+        and not args.profile
+        and set(names) == set(SCENARIOS)
+        and kinds == KINDS
+        and set(modes) == {"ws", "rest"}
     )
     if args.record == "yes" or (args.record == "auto" and full_run):
         RECORD.write_text(report)

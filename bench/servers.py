@@ -220,12 +220,16 @@ class ServerProcess:
         self.port = port
         self.log = workdir / f"{kind}.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        # Set by `--profile`: the service is sampled while each case is measured.
+        # Set by `--profile`: the service is sampled while each case is measured (and
+        # the baselines too with `--profile-baselines`, their profiles named after them).
         self.profile_dir: Path | None = None
+        self.profile_baselines = False
 
     def sampled(self, label: str) -> contextlib.AbstractContextManager[None]:
-        profile_dir = self.profile_dir if self.kind == "ours" else None
-        return sampling(profile_dir, self.pid, label)
+        if self.kind == "ours":
+            return sampling(self.profile_dir, self.pid, label)
+        profile_dir = self.profile_dir if self.profile_baselines else None
+        return sampling(profile_dir, self.pid, f"{self.kind} {label}")
 
     @property
     def pid(self) -> int:

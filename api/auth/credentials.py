@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -67,7 +68,9 @@ class Principal:
 
 
 def _own_origin(conn: HTTPConnection) -> str:
-    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    # The scope's scheme is what `conn.url.scheme` gives, without building the URL.
+    scheme = conn.scope.get("scheme", "http")
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
     return f"{scheme}://{conn.headers.get('host', '')}"
 
 
@@ -231,14 +234,16 @@ class CredentialResolver:
         """The active session by id, from the cache when it holds it."""
         active = self._sessions.get(session_id)
         if active is None or active.expires_at <= utcnow():
-            # Taken before the read: a revocation landing during it keeps it uncached.
-            generation = self._sessions.generation()
-            async with self._session_factory() as db:
-                active = await sessions.by_id(db, session_id)
+            # One read for every caller missing it at once; a revocation landing
+            # during the read keeps it uncached.
+            active = await self._sessions.load(session_id, partial(self._read, session_id))
             if active is None:
                 raise AuthFailure(INVALID_SESSION)
-            self._sessions.put(session_id, active, since=generation)
         return active
+
+    async def _read(self, session_id: str) -> sessions.ActiveSession | None:
+        async with self._session_factory() as db:
+            return await sessions.by_id(db, session_id)
 
     async def _from_cookie(self, cookie: str) -> Principal:
         if len(cookie) > 256:

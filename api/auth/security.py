@@ -20,6 +20,7 @@ from api.realtime.protocol import INVALID_TOKEN, TOKEN_EXPIRED
 ACCESS = "access"
 TICKET = "ticket"
 REQUIRED_CLAIMS = ("sub", "sid", "iat", "exp", "jti", "typ")
+MAX_VERIFIED_TOKENS = 10_000  # verified access tokens kept per process (a few MB at most)
 
 
 class _Passwords:
@@ -86,10 +87,26 @@ class TokenClaims:
 class TokenCodec:
     """Signs and verifies JWTs with one pinned algorithm and explicit leeway."""
 
-    def __init__(self, key: str, algorithm: str = "HS256", leeway: int = 0) -> None:
+    def __init__(
+        self,
+        key: str,
+        algorithm: str = "HS256",
+        leeway: int = 0,
+        max_verified: int = MAX_VERIFIED_TOKENS,
+    ) -> None:
         self._key = key
         self._algorithm = algorithm
         self._leeway = leeway
+        # Access tokens whose signature and claims were verified, by the token itself:
+        # a client presents the same token on every request and handshake until it
+        # expires, and verifying it again (base64, JSON, HMAC, claim checks) is most of
+        # a credential check's cost. Only verified tokens get in (a forged one cannot
+        # fill it); type and expiry are checked again on every use; the session behind
+        # the token is still looked up every time (`CredentialResolver`), so a revoked
+        # session refuses its tokens as before. A hit means the presented string
+        # equals a verified one byte for byte: nothing is learned from a near miss.
+        self._verified: dict[str, TokenClaims] = {}
+        self._max_verified = max_verified
 
     def encode(
         self,
@@ -117,6 +134,29 @@ class TokenCodec:
 
     def decode(self, token: str, *, types: tuple[str, ...] = (ACCESS,)) -> TokenClaims:
         """Verify signature, algorithm, claims and expiry, raising `AuthFailure`."""
+        claims = self._verified.get(token)
+        verified = claims is not None
+        if claims is None:
+            claims = self._verify(token)
+        if claims.typ not in types:
+            raise AuthFailure(INVALID_TOKEN)
+        # A token is expired once now >= exp (PyJWT itself treats exp == now as valid).
+        if datetime.now(UTC).timestamp() >= claims.exp + self._leeway:
+            self._verified.pop(token, None)
+            # An expired ticket is simply no longer a ticket: `invalid token`.
+            raise AuthFailure(TOKEN_EXPIRED if claims.typ == ACCESS else INVALID_TOKEN)
+        if not verified and claims.typ == ACCESS:  # tickets are single-use: not kept
+            self._remember(token, claims)
+        return claims
+
+    def _remember(self, token: str, claims: TokenClaims) -> None:
+        kept = self._verified
+        if len(kept) >= self._max_verified:  # the oldest go first (dicts keep order)
+            for old in list(kept)[: self._max_verified // 10 or 1]:
+                del kept[old]
+        kept[token] = claims
+
+    def _verify(self, token: str) -> TokenClaims:
         try:
             # Reject oversized tokens before any parsing work.
             if len(token) > 4096:
@@ -129,16 +169,9 @@ class TokenCodec:
                 algorithms=[self._algorithm],
                 options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
             )
-            claims = _claims(payload)
+            return _claims(payload)
         except (jwt.InvalidTokenError, TypeError, ValueError) as exc:
             raise AuthFailure(INVALID_TOKEN) from exc
-        if claims.typ not in types:
-            raise AuthFailure(INVALID_TOKEN)
-        # A token is expired once now >= exp (PyJWT itself treats exp == now as valid).
-        if datetime.now(UTC).timestamp() >= claims.exp + self._leeway:
-            # An expired ticket is simply no longer a ticket: `invalid token`.
-            raise AuthFailure(TOKEN_EXPIRED if claims.typ == ACCESS else INVALID_TOKEN)
-        return claims
 
 
 def _claims(payload: dict[str, Any]) -> TokenClaims:

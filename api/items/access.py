@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cache import TTLCache
@@ -26,7 +28,16 @@ async def cached_access(
     """
     standing = cache.get((item_id, user_id))
     if standing is None:
-        async with session_factory() as db:
-            standing = await service.access(db, item_id, user_id)
-        cache.put((item_id, user_id), standing)
+        # One read for every caller missing it at once (`NotFound` for all of them).
+        standing = await cache.load(
+            (item_id, user_id), partial(_read, session_factory, item_id, user_id)
+        )
+        assert standing is not None  # a missing standing is `NotFound`
     return standing
+
+
+async def _read(
+    session_factory: async_sessionmaker[AsyncSession], item_id: str, user_id: str
+) -> Access:
+    async with session_factory() as db:
+        return await service.access(db, item_id, user_id)

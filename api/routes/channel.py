@@ -15,7 +15,7 @@ from starlette.types import Receive, Send
 from api import metrics
 from api.asgi import hand_off
 from api.auth.credentials import Principal, echoed_subprotocol
-from api.deps import ChannelAccess, ChannelAccessDep, EpochDep, RuntimeDep
+from api.deps import ChannelAccess, ChannelAccessDep, runtime_of
 from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
@@ -30,10 +30,9 @@ router = APIRouter(tags=["channel"])
 
 
 @router.websocket("/items/{item_id}/ws")
-async def item_channel(
-    websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep, epoch: EpochDep
-) -> None:
+async def item_channel(websocket: WebSocket, channel: ChannelAccessDep) -> None:
     await websocket.accept(subprotocol=echoed_subprotocol(websocket))
+    runtime, epoch = runtime_of(websocket), channel.epoch
     principal = channel.principal
     item_id = channel.access.item_id
     hub = runtime.hub

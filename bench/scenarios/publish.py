@@ -163,7 +163,7 @@ async def run(ctx: Context) -> ScenarioResult:
             free = list(target.items)
             for case in cases:
                 items, free = free[: case.items], free[case.items :]
-                if kind == "raw" and case.mode == "rest":
+                if (kind == "raw" and case.mode == "rest") or case.mode not in ctx.publish_modes:
                     continue
                 ctx.log(f"publish: {label}: {case.name}")
                 metrics = await measure(ctx, server, target, case, items)
@@ -178,7 +178,7 @@ async def run(ctx: Context) -> ScenarioResult:
                     )
                 )
     for backend in ctx.publish_backends:
-        for case in cases:
+        for case in (c for c in cases if c.mode in ctx.publish_modes):
             database = backend.database if len(ctx.publish_backends) > 1 else ""
             label = f"{case.name} ({database})" if database else case.name
             result.compare(case.name, METRICS, label=label, ours_backend=backend.name)

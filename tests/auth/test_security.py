@@ -243,6 +243,74 @@ def test_no_leeway_by_default_and_configured_leeway(clock: Clock) -> None:
     assert reason(TokenCodec(KEY, leeway=5), token) == EXPIRED
 
 
+# --- verified access tokens are kept --------------------------------------------------------
+
+
+@pytest.fixture
+def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature PyJWT was asked to verify, in order."""
+    seen: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(security.jwt, "decode", counting)
+    return seen
+
+
+def test_a_verified_access_token_is_not_verified_again(
+    codec: TokenCodec, verifications: list[str]
+) -> None:
+    token, issued = codec.encode(sub="u", sid="s", typ=ACCESS, ttl=60)
+    assert codec.decode(token) == issued
+    assert codec.decode(token) == issued
+    assert verifications == [token]
+
+
+def test_a_kept_token_still_expires(
+    codec: TokenCodec, clock: Clock, verifications: list[str]
+) -> None:
+    token, claims = codec.encode(sub="u", sid="s", typ=ACCESS, ttl=30)
+    assert codec.decode(token) == claims
+    clock.now = claims.exp
+    assert reason(codec, token) == EXPIRED
+    assert reason(codec, token) == EXPIRED
+    assert verifications == [token, token]  # dropped once expired, then verified again
+
+
+def test_a_kept_access_token_is_no_ticket(codec: TokenCodec) -> None:
+    token, _ = codec.encode(sub="u", sid="s", typ=ACCESS, ttl=60)
+    codec.decode(token)
+    assert reason(codec, token, types=(TICKET,)) == INVALID
+
+
+def test_tickets_and_refused_tokens_are_not_kept(
+    codec: TokenCodec, verifications: list[str]
+) -> None:
+    ticket, _ = codec.encode(sub="u", sid="s", typ=TICKET, ttl=60)
+    forged = sign(payload(), key=OTHER_KEY)
+    for _ in range(2):
+        codec.decode(ticket, types=(TICKET,))
+        assert reason(codec, forged) == INVALID
+    assert verifications == [ticket, forged, ticket, forged]
+
+
+def test_kept_tokens_are_bounded(verifications: list[str]) -> None:
+    codec = TokenCodec(KEY, max_verified=10)
+    tokens_ = [codec.encode(sub=f"u{n}", sid="s", typ=ACCESS, ttl=60)[0] for n in range(25)]
+    for token in tokens_:
+        codec.decode(token)
+    verifications.clear()
+    for token in reversed(tokens_):
+        codec.decode(token)
+    # The newest were kept; the oldest were dropped and had to be verified again.
+    assert tokens_[-1] not in verifications
+    assert tokens_[0] in verifications
+    assert len(tokens_) - len(verifications) <= 10
+
+
 # --- passwords -----------------------------------------------------------------------------
 
 
