@@ -20,7 +20,13 @@ from api.items.service import Access
 from api.realtime import protocol
 from api.realtime.outbox import Outbox
 from api.routes.publishes import Publishes
-from api.routes.sockets import SocketSession, connection_for, outbox_for, resume_point
+from api.routes.sockets import (
+    SocketSession,
+    connection_for,
+    opening_last_seq,
+    outbox_for,
+    resume_point,
+)
 from api.routes.sockets import too_many_sockets as over_user_cap
 from api.routes.state_frames import RATE_DETAIL, StateFrames, wants_state
 from api.runtime import Runtime
@@ -107,14 +113,7 @@ async def _start(
     """The `ready` frame; sets where the outbox's catch-up starts and ends."""
     hub = runtime.hub
     item_id = channel.access.item_id
-    # The store's figure (read by the checks) may run ahead of what reached this
-    # process; frames up to it are then dropped as duplicates when they arrive.
-    last_seq = max(channel.access.last_seq, hub.last_seq(item_id))
-    if channel.since is not None and channel.since > last_seq:
-        # The checks' figure may be cached and the broker may lag behind an ack the
-        # client already holds: ask the store before saying "not recovered".
-        latest = await hub.store.latest([item_id])
-        last_seq = max(last_seq, latest.get(item_id, 0))
+    last_seq = await opening_last_seq(hub, item_id, channel.access.last_seq, channel.since)
     standing = replace(channel.access, last_seq=last_seq)
     ready, start_after = _ready_frame(runtime, principal, standing, channel)
     outbox.last_seq = start_after

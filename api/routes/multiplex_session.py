@@ -13,7 +13,7 @@ from api.realtime import protocol
 from api.realtime.outbox import Outbox
 from api.realtime.subscription import ABSENT, JOINED, JOINING, Subscription
 from api.routes.publishes import NO_ACCESS_DETAIL, Publishes
-from api.routes.sockets import SocketSession, resume_point
+from api.routes.sockets import SocketSession, opening_last_seq, resume_point
 from api.routes.state_frames import RATE_DETAIL, StateFrames
 from api.runtime import Runtime
 
@@ -124,12 +124,9 @@ class MultiplexSession(SocketSession):
             return
         subscription = self._subscriptions[item_id] = Subscription(self.outbox, item_id, self)
         refused = await hub.subscribe(subscription, epoch)
-        last_seq = max(standing.last_seq, hub.last_seq(item_id))
-        if refused is None and frame.since is not None and frame.since > last_seq:
-            # As on an item socket: the figures checked may lag behind an ack the client
-            # holds; ask the store before saying "not recovered".
-            latest = await hub.store.latest([item_id])
-            last_seq = max(last_seq, latest.get(item_id, 0))
+        last_seq = standing.last_seq
+        if refused is None:
+            last_seq = await opening_last_seq(hub, item_id, last_seq, frame.since)
         snapshot = None
         if refused is None and frame.state and not subscription.ended:
             # Its later versions are held by the subscription until it starts.

@@ -16,6 +16,7 @@ from api.auth.credentials import Principal, TokenOfAnotherUser
 from api.errors import AuthFailure
 from api.realtime import protocol
 from api.realtime.connection import Connection
+from api.realtime.hub import Hub
 from api.realtime.outbox import Outbox
 from api.runtime import Runtime
 
@@ -49,6 +50,21 @@ def outbox_for(
 def refusal_code(exc: AuthFailure) -> str:
     """The `error` code answering a refused `refresh` frame."""
     return protocol.FORBIDDEN if isinstance(exc, TokenOfAnotherUser) else protocol.BAD_REQUEST
+
+
+async def opening_last_seq(hub: Hub, item_id: str, checked: int, since: int | None) -> int:
+    """The item's last seq for a stream opened now on this process.
+
+    The figure read by the access checks may be cached, and the broker may lag behind an
+    ack the client already holds: a resume (`since` given) asks the store, so that its
+    `last_seq` is never below a seq the client was told of and "recovered" is decided on
+    the stored figure. Frames up to it that reach the process later are dropped as
+    duplicates."""
+    last_seq = max(checked, hub.last_seq(item_id))
+    if since is not None:
+        latest = await hub.store.latest([item_id])
+        last_seq = max(last_seq, latest.get(item_id, 0))
+    return last_seq
 
 
 def resume_point(since: int | None, last_seq: int, retention: int) -> tuple[bool | None, int]:
