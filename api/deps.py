@@ -25,10 +25,17 @@ SINCE_RE = re.compile(r"[0-9]+")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The process's runtime, for the dependencies of hot routes: FastAPI solves a
+    sub-dependency again (its own sub-dependencies, its parameters) each time it is
+    declared, cached or not, so they take it from here rather than from `RuntimeDep`."""
+    return conn.app.state.runtime  # type: ignore[no-any-return]
+
+
 async def get_runtime(conn: HTTPConnection) -> Runtime:
     # `async` although it never waits: FastAPI runs a plain `def` dependency in a worker
     # thread, a thread hop on every request and handshake.
-    return conn.app.state.runtime  # type: ignore[no-any-return]
+    return runtime_of(conn)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -46,9 +53,9 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 WriterDep = Annotated[MessageWriter, Depends(get_writer)]
 
 
-async def handshake_epoch(runtime: RuntimeDep) -> int:
+async def handshake_epoch(conn: HTTPConnection) -> int:
     """The control plane's epoch before a socket's checks (see `Hub.attach`)."""
-    return runtime.hub.control.epoch
+    return runtime_of(conn).hub.control.epoch
 
 
 EpochDep = Annotated[int, Depends(handshake_epoch)]
@@ -68,13 +75,14 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+async def current_principal(request: Request) -> Principal:
     """The caller of a REST endpoint, from a bearer token or the session cookie.
 
     A cookie travels with cross-site requests, so state-changing calls authenticated by
     it must come from an allowed Origin (CSRF); requests with no Origin header come from
     non-browser clients and are let through.
     """
+    runtime = runtime_of(request)
     presented = presented_by_request(request)
     if (
         presented.token is None
@@ -110,16 +118,14 @@ class ChannelAccess:
     batch: bool = False
 
 
-async def websocket_principal(
-    websocket: WebSocket, _epoch: EpochDep, runtime: RuntimeDep
-) -> Principal:
+async def websocket_principal(websocket: WebSocket, _epoch: EpochDep) -> Principal:
     """The caller of a socket, or `ChannelRejected` naming the first failed check.
 
     Depends on the epoch so that it is taken before any credential is read."""
     presented = presented_by_websocket(websocket)
     item_id = websocket.path_params.get("item_id")
     try:
-        return await runtime.resolver.resolve(
+        return await runtime_of(websocket).resolver.resolve(
             presented, check_origin=True, accept_tickets=True, item_id=item_id
         )
     except AuthFailure as exc:
@@ -130,11 +136,12 @@ SocketUser = Annotated[Principal, Depends(websocket_principal)]
 
 
 async def channel_access(
-    websocket: WebSocket, item_id: str, principal: SocketUser, runtime: RuntimeDep
+    websocket: WebSocket, item_id: str, principal: SocketUser
 ) -> ChannelAccess:
     """Credentials, then item access, then `since`: the channel's handshake checks."""
     if not ITEM_ID_RE.fullmatch(item_id):
         raise ChannelRejected(protocol.FORBIDDEN)
+    runtime = runtime_of(websocket)
     try:
         standing = await cached_access(
             runtime.access_cache, runtime.session_factory, item_id, principal.user_id
