@@ -47,6 +47,42 @@ class JSONText(Response):
     media_type = "application/json"
 
 
+# The hottest route first: FastAPI tries a request's routes in order, and each one
+# passed over costs a match attempt.
+@router.post(
+    "/{item_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MessageOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": MessageIn.model_json_schema()}},
+        }
+    },
+    responses={413: {"description": "Body larger than MAX_MESSAGE_BYTES"}},
+)
+async def post_message(item_id: ItemIdPath, principal: CurrentUser, request: Request) -> Response:
+    """Publish a message (owner and writers); stored, then delivered to every socket."""
+    runtime = runtime_of(request)  # not `RuntimeDep`: one dependency fewer to solve
+    try:
+        standing = await cached_access(
+            runtime.access_cache, runtime.session_factory, item_id, principal.user_id
+        )
+        if not standing.can_publish:
+            raise Forbidden("readers cannot publish")
+    except (NotFound, Forbidden) as exc:
+        raise http_error(exc) from exc
+    data = await publish_body(request, runtime)
+    try:
+        msg = await runtime.writer.publish(item_id, principal.user_id, principal.username, data)
+    except (NotFound, Forbidden) as exc:
+        raise http_error(exc) from exc
+    except Unavailable as exc:
+        # Nothing was stored: the client may publish it again.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=exc.detail) from exc
+    return JSONText(msg.body(), status_code=status.HTTP_201_CREATED)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_item(body: ItemIn, principal: CurrentUser, db: DbDep) -> ItemOut:
     """Create an item owned by the caller."""
@@ -162,40 +198,6 @@ async def publish_body(request: Request, runtime: Runtime) -> str:
             detail=[{"type": "missing", "loc": ["body", "data"], "msg": "Field required"}],
         )
     return messages.encode_data(raw["data"])
-
-
-@router.post(
-    "/{item_id}/messages",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MessageOut,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": MessageIn.model_json_schema()}},
-        }
-    },
-    responses={413: {"description": "Body larger than MAX_MESSAGE_BYTES"}},
-)
-async def post_message(item_id: ItemIdPath, principal: CurrentUser, request: Request) -> Response:
-    """Publish a message (owner and writers); stored, then delivered to every socket."""
-    runtime = runtime_of(request)  # not `RuntimeDep`: one dependency fewer to solve
-    try:
-        standing = await cached_access(
-            runtime.access_cache, runtime.session_factory, item_id, principal.user_id
-        )
-        if not standing.can_publish:
-            raise Forbidden("readers cannot publish")
-    except (NotFound, Forbidden) as exc:
-        raise http_error(exc) from exc
-    data = await publish_body(request, runtime)
-    try:
-        msg = await runtime.writer.publish(item_id, principal.user_id, principal.username, data)
-    except (NotFound, Forbidden) as exc:
-        raise http_error(exc) from exc
-    except Unavailable as exc:
-        # Nothing was stored: the client may publish it again.
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=exc.detail) from exc
-    return JSONText(msg.body(), status_code=status.HTTP_201_CREATED)
 
 
 @router.get("/{item_id}/messages", response_model=list[MessageOut])
