@@ -62,7 +62,9 @@ class Principal:
 
 
 def _own_origin(conn: HTTPConnection) -> str:
-    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    # The scope's scheme is what `conn.url.scheme` gives, without building the URL.
+    scheme = conn.scope.get("scheme", "http")
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
     return f"{scheme}://{conn.headers.get('host', '')}"
 
 
