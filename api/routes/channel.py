@@ -16,7 +16,7 @@ from starlette.types import Receive, Send
 from api import metrics
 from api.asgi import hand_off
 from api.auth.credentials import Principal, echoed_subprotocol
-from api.deps import ChannelAccess, ChannelAccessDep, EpochDep, RuntimeDep
+from api.deps import ChannelAccess, ChannelAccessDep, runtime_of
 from api.errors import Forbidden, NotFound
 from api.items import messages
 from api.items.messages import StoredMessage
@@ -36,10 +36,9 @@ MAX_INFLIGHT = 256
 
 
 @router.websocket("/items/{item_id}/ws")
-async def item_channel(
-    websocket: WebSocket, channel: ChannelAccessDep, runtime: RuntimeDep, epoch: EpochDep
-) -> None:
+async def item_channel(websocket: WebSocket, channel: ChannelAccessDep) -> None:
     await websocket.accept(subprotocol=echoed_subprotocol(websocket))
+    runtime, epoch = runtime_of(websocket), channel.epoch
     principal = channel.principal
     item_id = channel.access.item_id
     hub = runtime.hub
