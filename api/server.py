@@ -135,6 +135,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._tail = b""  # the last bytes of the head so far: its end may straddle reads
         self._head_timer: asyncio.TimerHandle | None = None
+        # When the head being received began (the connection's opening for the first
+        # one); None between heads. The timer is not re-armed for each request of a
+        # kept-alive connection: when it fires it looks at this, and waits on for the
+        # head in progress, if any.
+        self._head_started: float | None = None
 
     @classmethod
     def _environment_limits(cls) -> HeadLimits:
@@ -148,7 +153,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(TOO_MANY_CONNECTIONS, linger=0)  # its descriptor is needed now
             return
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_started = self.loop.time()
+        self._arm_head_timer(self._limits.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -195,8 +201,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_timer is None:  # the next request on a kept-alive connection
-            self._arm_head_timer()
+        if self._head_started is None:  # the next request on a kept-alive connection
+            self._head_started = self.loop.time()
+            if self._head_timer is None:
+                self._arm_head_timer(self._limits.head_timeout)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= self._limits.max_headers:
@@ -206,7 +214,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
+        self._head_started = None  # the timer, if armed, finds nothing to wait for
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -231,9 +239,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
-    def _arm_head_timer(self) -> None:
+    def _arm_head_timer(self, delay: float) -> None:
         self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self._limits.head_timeout, self._head_timed_out)
+        self._head_timer = self.loop.call_later(delay, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -242,7 +250,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if not self._in_head or self._refused or self.transport.is_closing():
+        started = self._head_started
+        if started is None or not self._in_head or self._refused or self.transport.is_closing():
+            return
+        remaining = started + self._limits.head_timeout - self.loop.time()
+        if remaining > 0:  # armed for an earlier head: this one began later
+            self._arm_head_timer(remaining)
             return
         if self._head_bytes:
             self._refuse(HEAD_TIMEOUT)

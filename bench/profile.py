@@ -85,10 +85,13 @@ def _short(frame: str) -> str:
 
 
 # py-spy names files relative to their entry of sys.path: `uvicorn/main.py`,
-# `asyncio/runners.py`, and the service's own as `realtime/outbox.py` or `deps.py`.
+# `asyncio/runners.py`, and the service's own as `realtime/outbox.py`, `deps.py` or,
+# found through the server's PYTHONPATH, `api/deps.py`.
 _API = Path(__file__).resolve().parents[1] / "api"
-_OURS = tuple(f"{p.name}/" for p in _API.iterdir() if p.is_dir()) + tuple(
-    p.name for p in _API.glob("*.py")
+_OURS = (
+    "api/",
+    *(f"{p.name}/" for p in _API.iterdir() if p.is_dir()),
+    *(p.name for p in _API.glob("*.py")),
 )
 LAYERS = (
     # (how a frame's file starts, its layer); the first match wins.

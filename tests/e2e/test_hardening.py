@@ -400,6 +400,29 @@ async def test_idle_and_half_sent_heads_are_closed_after_the_deadline(
         slow.close()
 
 
+async def test_each_head_of_a_kept_alive_connection_gets_its_own_deadline(
+    make_server: MakeServer,
+) -> None:
+    # The deadline runs from when a head begins: a second request begun after the
+    # first one was answered is not cut short by the time the connection had been open.
+    with make_server(**_limited(head_timeout=2.0)) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        writer.write(request)
+        first = await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), 30)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        await asyncio.sleep(1.4)  # the connection's first deadline is 0.6 s away
+        writer.write(request[:20])
+        await asyncio.sleep(1.0)  # past the connection's first deadline, within this head's
+        writer.write(request[20:])
+        second = await asyncio.wait_for(reader.readuntil(b'{"status":"ok"}'), 30)
+        assert second.startswith(b"HTTP/1.1 200 ")
+        # And a head that never ends is still cut off.
+        writer.write(request[:20])
+        assert (await _answer(reader)).startswith(b"HTTP/1.1 408 ")
+        writer.close()
+
+
 async def test_connections_beyond_the_cap_get_503_and_are_closed(
     make_server: MakeServer,
 ) -> None:
