@@ -119,7 +119,8 @@ class ItemState(Base):
 class StateChange(Base):
     """Recent versions of an item's state, so that deliveries can fill their gaps.
 
-    Only the last `STATE_HISTORY` versions of each item are kept: this is not an archive.
+    At least the last `STATE_HISTORY` versions of each item are kept, at most a tenth more
+    (they are pruned in steps): this is not an archive.
     """
 
     __tablename__ = "state_changes"
