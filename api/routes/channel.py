@@ -21,7 +21,6 @@ from api.realtime import protocol
 from api.realtime.outbox import Outbox
 from api.routes.publishes import Publishes
 from api.routes.sockets import (
-    SocketSession,
     connection_for,
     opening_last_seq,
     outbox_for,
@@ -29,6 +28,7 @@ from api.routes.sockets import (
 )
 from api.routes.sockets import too_many_sockets as over_user_cap
 from api.routes.state_frames import RATE_DETAIL, StateFrames, wants_state
+from api.routes.writing import WritingSession
 from api.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -139,19 +139,13 @@ def _ready_frame(
     return protocol.encode(frame), start_after
 
 
-class ChannelSession(SocketSession):
+class ChannelSession(WritingSession):
     """An item socket's frames: publishes and state changes besides what every socket takes."""
 
-    __slots__ = ("_publishes", "_state_frames")
+    __slots__ = ()
 
     def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
         super().__init__(runtime, principal, outbox)
-        # Made by the first publish (or state change): most sockets never send one.
-        self._publishes: Publishes | None = None
-        self._state_frames: StateFrames | None = None
-
-    def _current(self) -> Principal:
-        return self.principal
 
     async def act(self, frame: BaseModel) -> None:
         item_id = self.outbox.item_id
@@ -176,14 +170,3 @@ class ChannelSession(SocketSession):
             await state_frames.submit(item_id, frame)
         else:
             await super().act(frame)
-
-    async def _settle_publishes(self) -> None:
-        if self._publishes is not None:
-            await self._publishes.settle()
-            self._publishes = None
-
-    async def settle(self) -> None:
-        """Wait for the changes in flight, so that answers keep the frames' order."""
-        await self._settle_publishes()
-        if self._state_frames is not None:
-            await self._state_frames.settle()

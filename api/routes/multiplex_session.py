@@ -13,25 +13,20 @@ from api.realtime import protocol
 from api.realtime.outbox import Outbox
 from api.realtime.subscription import ABSENT, JOINED, JOINING, Subscription
 from api.routes.publishes import NO_ACCESS_DETAIL, Publishes
-from api.routes.sockets import SocketSession, opening_last_seq, resume_point
+from api.routes.sockets import opening_last_seq, resume_point
 from api.routes.state_frames import RATE_DETAIL, StateFrames
+from api.routes.writing import WritingSession
 from api.runtime import Runtime
 
 
-class MultiplexSession(SocketSession):
+class MultiplexSession(WritingSession):
     """One `/ws` socket's subscriptions (item id -> `Subscription`) and its changes."""
 
-    __slots__ = ("_publishes", "_state_frames", "_subscriptions")
+    __slots__ = ("_subscriptions",)
 
     def __init__(self, runtime: Runtime, principal: Principal, outbox: Outbox) -> None:
         super().__init__(runtime, principal, outbox)
         self._subscriptions: dict[str, Subscription] = {}
-        # Made by the first publish (or state change): many sockets never send one.
-        self._publishes: Publishes | None = None
-        self._state_frames: StateFrames | None = None
-
-    def _current(self) -> Principal:
-        return self.principal
 
     def _closed(self) -> bool:
         """Closing (re-read after every wait: a close may be requested meanwhile)."""
@@ -79,16 +74,6 @@ class MultiplexSession(SocketSession):
             await state_frames.refuse(protocol.RATE_LIMITED, RATE_DETAIL, frame.ref, frame.item_id)
             return
         await state_frames.submit(frame.item_id, frame)
-
-    async def _settle_publishes(self) -> None:
-        if self._publishes is not None:
-            await self._publishes.settle()
-            self._publishes = None
-
-    async def settle(self) -> None:
-        await self._settle_publishes()
-        if self._state_frames is not None:
-            await self._state_frames.settle()
 
     # Subscriptions.
 
