@@ -158,13 +158,14 @@ def checks(results: dict[str, ScenarioResult]) -> list[Check]:
     )
     out.append(
         _ratio_check(
-            "handshake CPU ≤ 2.5× raw's (unauthenticated)",
+            "handshake CPU to `ready` ≤ 3× raw's (authenticated)",
             _get(_find(results, "connect", "ours"), "cpu_us_per_handshake"),
             _get(_find(results, "connect", "raw"), "cpu_us_per_handshake"),
-            2.5,
+            3.0,
             "µs",
         )
     )
+    out += write_path_checks(results)
     ws = _get(
         _find(results, "publish", "ours", backend="sqlite-memory", mode="ws", items=1),
         "stored_per_s",
@@ -251,6 +252,108 @@ def checks(results: dict[str, ScenarioResult]) -> list[Check]:
             None if kb_sub is None else kb_sub <= 2,
         )
     )
+    return out
+
+
+def _publish(
+    results: dict[str, ScenarioResult], server: str, case: str, backend: str | None, key: str
+) -> float | None:
+    where: dict[str, Any] = {"case": case}
+    if backend is not None:
+        where["backend"] = backend
+    return _get(_find(results, "publish", server, **where), key)
+
+
+def write_path_checks(results: dict[str, ScenarioResult]) -> list[Check]:
+    """The write path's targets: publish CPU ÷ the tutorial's, the paced fan-out, no cliff."""
+    out: list[Check] = []
+    cpu = "cpu_us_per_message"
+    limits = {
+        "WebSocket, 1 item": 2.0,
+        "WebSocket, 100 items": 2.5,
+        "REST, 1 item": 1.5,
+        "REST, 100 items": 1.5,
+    }
+    sqlite_ratio: dict[str, float] = {}
+    for case, limit in limits.items():
+        tutorial = _publish(results, "tutorial", case, None, cpu)
+        ours = _publish(results, "ours", case, "sqlite-memory", cpu)
+        check = _ratio_check(
+            f"{case}, SQLite: CPU per message ≤ {limit:g}× the tutorial's",
+            ours,
+            tutorial,
+            limit,
+            "µs",
+        )
+        out.append(check)
+        if ours is not None and tutorial:
+            sqlite_ratio[case] = ours / tutorial
+    ours_rate = _publish(results, "ours", "WebSocket, 1 item", "sqlite-memory", "stored_per_s")
+    tutorial_rate = _publish(results, "tutorial", "WebSocket, 1 item", None, "stored_per_s")
+    out.append(
+        Check(
+            "WebSocket, 1 item, SQLite: acknowledged msg/s ≥ 0.66× the tutorial's echo rate",
+            "not measured"
+            if ours_rate is None or not tutorial_rate
+            else f"{fmt(ours_rate)} vs {fmt(tutorial_rate)} msg/s: "
+            f"{ours_rate / tutorial_rate:.2f}×",
+            None if ours_rate is None or not tutorial_rate else ours_rate >= 0.66 * tutorial_rate,
+        )
+    )
+    for case in limits:
+        tutorial = _publish(results, "tutorial", case, None, cpu)
+        ours = _publish(results, "ours", case, "postgres-redis", cpu)
+        base = sqlite_ratio.get(case)
+        if ours is None or not tutorial or base is None:
+            out.append(
+                Check(f"{case}, PostgreSQL + Redis: ≤ 1.5× SQLite's ratio", "not measured", None)
+            )
+            continue
+        ratio = ours / tutorial
+        out.append(
+            Check(
+                f"{case}, PostgreSQL + Redis: ≤ 1.5× SQLite's ratio",
+                f"{ratio:.2f}× vs {base:.2f}×: {ratio / base:.2f}×",
+                ratio <= 1.5 * base,
+            )
+        )
+    paced = {"subscribers": 100, "mode": "paced", "rate": 100.0}
+    for key, what, unit in (
+        ("cpu_us_per_delivery", "CPU per delivery", "µs"),
+        ("p99_ms", "p99", "ms"),
+    ):
+        out.append(
+            _ratio_check(
+                f"paced 100 subscribers × 100 msg/s: {what} ≤ 1.5× raw's",
+                _get(_find(results, "fanout", "ours", **paced), key),
+                _get(_find(results, "fanout", "raw", **paced), key),
+                1.5,
+                unit,
+            )
+        )
+    rates = {
+        window: _publish(
+            results,
+            "ours",
+            f"WebSocket, 1 item, one socket, {window} in flight",
+            "sqlite-memory",
+            "stored_per_s",
+        )
+        for window in (32, 64, 256)
+    }
+    base_rate = rates[32]
+    if base_rate is None or rates[64] is None or rates[256] is None:
+        out.append(
+            Check("no cliff: 64 and 256 in flight on one socket ≥ 32's rate", "not measured", None)
+        )
+    else:
+        out.append(
+            Check(
+                "no cliff: 64 and 256 in flight on one socket ≥ 32's rate",
+                " / ".join(f"{fmt(r)}" for r in rates.values() if r is not None) + " msg/s",
+                min(rates[64], rates[256]) >= base_rate,
+            )
+        )
     return out
 
 
