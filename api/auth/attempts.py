@@ -64,6 +64,22 @@ class HashGate:
         return await asyncio.shield(work)
 
 
+class _MemoryStorage(MemoryStorage):
+    """`limits`' memory storage with a `clear` its expiry sweep survives.
+
+    The sweep lists the keys, then yields between them; the library's `clear` deletes
+    a key outright, so a login that succeeds during that pause made the sweep die with
+    a KeyError, logged as an error. Emptying the key's events instead leaves it for the
+    sweep to drop, under its lock.
+    """
+
+    async def clear(self, key: str) -> None:
+        self.storage.pop(key, None)
+        self.expirations.pop(key, None)
+        if key in self.events:
+            self.events[key] = []
+
+
 async def _nothing() -> None:
     return None
 
@@ -72,7 +88,7 @@ def storage_for(broker_url: str, key_prefix: str) -> tuple[Storage, Callable[[],
     """The broker's Redis when it is Redis (shared by every worker), else memory; and
     what closes it."""
     if not broker_url.startswith(("redis://", "rediss://")):
-        return MemoryStorage(), _nothing
+        return _MemoryStorage(), _nothing
     # Our own pool, so that shutdown can close its connections (the storage cannot).
     pool = redis.asyncio.ConnectionPool.from_url(broker_url)
     storage = RedisStorage(
