@@ -11,6 +11,8 @@ until it runs out of file descriptors. This subclass
 - closes a connection whose request head is not complete `head_timeout` seconds after
   the connection opened or the head began (408 when part of it was sent);
 - answers 503 and closes a connection accepted beyond `max_connections` in this process.
+
+It also writes each response's head and body together (`api.response_writes`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httptools
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from api.config import Settings
+from api.response_writes import HeldHead
 
 log = logging.getLogger("api.server")
 
@@ -119,6 +123,7 @@ class _Refused(Exception):
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # Set on a subclass to use other limits than the environment's (tests do).
     limits: ClassVar[HeadLimits | None] = None
+    _responses: HeldHead  # the connection's responses, from `connection_made`
     _from_environment: ClassVar[HeadLimits | None] = None
 
     def __init__(
@@ -148,6 +153,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return LimitedHttpToolsProtocol._from_environment
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._responses = HeldHead(transport, self.loop)
         if len(self.server_state.connections) >= self._limits.max_connections:
             self.transport = transport
             self._refuse(TOO_MANY_CONNECTIONS, linger=0)  # its descriptor is needed now
@@ -167,6 +173,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        # What this protocol writes itself (a 400, a refusal) goes after a held head.
+        self._responses.flush()
         if self._in_head:
             if self._head_bytes + len(data) > self._limits.max_head_bytes and not (
                 self._head_ends_within(data)
@@ -224,6 +232,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().handle_websocket_upgrade()
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._responses.expect_head()
+        cycle.transport = self._responses  # type: ignore[assignment]
+        super()._start_asgi_task(cycle, app)
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         # Whatever comes next is the head of the next request.
@@ -239,6 +252,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         if self.transport.is_closing():
             return
+        self._responses.flush()
         self.transport.write(response)
         if linger and self.transport.can_write_eof():
             self.transport.write_eof()
