@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
+from typing import cast
 
 from api import metrics
 from api.items.group_store import Result, refused, stored_at
@@ -54,16 +55,20 @@ class SqliteGroupStore:
         """The group's results and the rows written."""
         rights: dict[tuple[str, str], bool | None] = {}
         by_item: dict[str, list[int]] = {}
-        results: list[Result] = []
+        # A refused draft's error now, a stored one's message below: no exception is
+        # built for a draft that is stored.
+        results: list[Result | None] = []
         for index, draft in enumerate(drafts):
             key = (draft.item_id, draft.user_id)
             if key not in rights:
                 row = db.execute(_RIGHTS, (draft.user_id, draft.item_id)).fetchone()
                 rights[key] = _may_publish(row, draft.user_id)
             right = rights[key]
-            results.append(refused(right is not None))
             if right:
+                results.append(None)
                 by_item.setdefault(draft.item_id, []).append(index)
+            else:
+                results.append(refused(right is not None))
         rows: list[tuple[str, int, str, str, str]] = []
         stamp = sqlite_ts(ts)
         for item_id, indexes in by_item.items():
@@ -78,7 +83,7 @@ class SqliteGroupStore:
             for item_id, indexes in by_item.items():
                 last_seq = results[indexes[-1]].seq  # type: ignore[union-attr]
                 db.execute(_PRUNE, (item_id, last_seq - self._retention))
-        return results, len(rows)
+        return cast(list[Result], results), len(rows)
 
 
 def _may_publish(row: tuple[str, str | None] | None, user_id: str) -> bool | None:
