@@ -29,7 +29,7 @@ _PRUNE = "DELETE FROM messages WHERE item_id = ? AND seq <= ?"
 
 def sqlite_ts(ts: datetime) -> str:
     """`ts` (aware UTC) as SQLAlchemy's SQLite DATETIME stores it, so history reads it."""
-    return ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts.microsecond:06d}"
+    return ts.isoformat(" ", "microseconds")[:26]  # without the offset
 
 
 class SqliteGroupStore:
