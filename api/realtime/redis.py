@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 
 PREFIX = "ic:"
 MAX_BACKOFF = 5.0
+# A stored group's payloads in one command: ARGV holds channel, payload, channel, …
+# redis-py packs a pipeline's commands and parses their replies one by one: in groups of
+# 32 that was 16.6 µs of CPU per message, and 5.7 µs this way (groups of 8: 29 → 20).
+# The channels are arguments, not KEYS: they name no keys.
+PUBLISH_ALL = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end"
 
 
 def redis_client(url: str, **options: Any) -> aioredis.Redis:
@@ -55,12 +61,15 @@ class RedisBroker:
         self._pubsub: Any = None
         self._remote: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
+        self._publish_all: AsyncScript | None = None
 
     def _new_client(self) -> aioredis.Redis:
         return redis_client(self.url, health_check_interval=5)
 
     async def start(self) -> None:
         self.client = self._new_client()
+        # Run by its SHA; loaded again by itself when Redis no longer has it (a restart).
+        self._publish_all = self.client.register_script(PUBLISH_ALL)
         self._reader = asyncio.create_task(self._read_forever(), name="redis-broker-reader")
         # Start even if Redis is down: the service keeps storing, and catches up later.
         with contextlib.suppress(TimeoutError):
@@ -84,12 +93,15 @@ class RedisBroker:
         await self.client.publish(PREFIX + channel, payload)
 
     async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """One round trip: the PUBLISH commands pipelined, without MULTI/EXEC."""
-        assert self.client is not None
-        async with self.client.pipeline(transaction=False) as pipe:
-            for channel, payload in messages:
-                pipe.publish(PREFIX + channel, payload)
-            await pipe.execute()
+        """One command, one round trip: each payload published on its channel, in order."""
+        assert self._publish_all is not None
+        if not messages:
+            return
+        args: list[str | bytes] = []
+        for channel, payload in messages:
+            args.append(PREFIX + channel)
+            args.append(payload)
+        await self._publish_all(args=args)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[QueueSubscription]:

@@ -59,3 +59,21 @@ async def _take(sub: object, n: int) -> list[bytes]:
     iterator = sub.__aiter__()  # type: ignore[attr-defined]
     async with asyncio.timeout(10):
         return [await iterator.__anext__() for _ in range(n)]
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs Redis")
+async def test_a_group_goes_through_after_redis_forgot_the_script() -> None:
+    # Redis keeps scripts only until it restarts (or is told to flush them).
+    broker = broker_from_url(REDIS_URL)
+    await broker.start()
+    try:
+        channel = f"test-{uuid.uuid4().hex}"
+        async with broker.subscribe(channel) as sub:
+            await _until_heard(broker, channel, sub)
+            await broker.publish_many([(channel, b"1")])
+            assert broker.client is not None  # type: ignore[attr-defined]
+            await broker.client.script_flush()  # type: ignore[attr-defined]
+            await broker.publish_many([(channel, b"2"), (channel, b"3")])
+            assert await _take(sub, 3) == [b"1", b"2", b"3"]
+    finally:
+        await broker.close()
