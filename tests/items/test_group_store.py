@@ -153,6 +153,34 @@ async def test_rights_are_checked_per_draft_and_seqs_are_contiguous(world: World
         assert item is not None and item.last_seq == 4
 
 
+async def test_a_group_of_one_author_refused_stores_nothing_and_takes_no_seq(
+    world: World,
+) -> None:
+    store = world.store()
+    await store.open()
+    try:
+        refusals = [
+            await store.store([draft("a", "reader"), draft("a", "reader")]),
+            await store.store([draft("a", "outsider")]),
+            await store.store([draft("missing", "owner")]),
+        ]
+        stored = await store.store([draft("a", "writer"), draft("a", "writer")])
+        owners = await store.store([draft("b", "owner"), draft("a", "owner")])
+    finally:
+        await store.close()
+    assert [[type(r) for r in group] for group in refusals] == [
+        [Forbidden, Forbidden],
+        [NotFound],
+        [NotFound],
+    ]
+    assert [(m.item_id, m.seq) for m in stored + owners] == [  # type: ignore[union-attr]
+        ("a", 1),
+        ("a", 2),
+        ("b", 1),
+        ("a", 3),
+    ]
+
+
 async def test_retention_keeps_the_last_messages_even_within_one_group(world: World) -> None:
     store = world.store(retention=3)
     await store.open()
