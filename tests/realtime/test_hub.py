@@ -126,3 +126,17 @@ async def test_a_long_gap_is_filled_without_overflowing_the_queues() -> None:
         for socket in sockets:
             assert socket.closed is None
             assert socket.seqs() == list(range(1, 2002))
+
+
+async def test_a_stored_group_over_several_items_reaches_each_items_sockets_in_order() -> None:
+    broker = MemoryBroker()
+    store = DictStore()
+    async with running_hub(broker, store) as hub:
+        on_a = [await attached(hub, store, "a") for _ in range(2)]
+        on_b = await attached(hub, store, "b")
+        group = [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)]
+        await hub.publish_messages([(item, seq, store.add(item, seq)) for item, seq in group])
+        await until(lambda: all(s.seqs() == [1, 2, 3] for s in on_a) and on_b.seqs() == [1, 2])
+        await asyncio.sleep(0.05)  # and nothing more arrives
+        assert [s.seqs() for s in on_a] == [[1, 2, 3], [1, 2, 3]]
+        assert on_b.seqs() == [1, 2]
