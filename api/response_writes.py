@@ -65,7 +65,10 @@ class HeldHead:
         if held is not None:
             self._held = None
             self._cancel_flush()
-            self._transport.write(held)
+            # Closed under it (not through `close`): nothing can be written any more, and
+            # uvloop raises on a write to a closed transport.
+            if not self._transport.is_closing():
+                self._transport.write(held)
         self._flush_handle = None
 
     def close(self) -> None:
