@@ -6,8 +6,7 @@ through aiosqlite and SQLAlchemy. Better still, with `synchronous=NORMAL` a comm
 WAL mode writes to the OS's cache and syncs nothing: the group then runs right on the
 event loop (tens of microseconds, cheaper than the hop), unless another connection holds
 the write lock (the group then waits for it on the thread). Checkpoints, which do sync,
-run on the thread too, on a second connection, while the groups go on: a group is never
-kept waiting for one. The statements' texts are fixed, so the driver's statement cache
+run on the thread too. The statements' texts are fixed, so the driver's statement cache
 prepares each once for the connection's life.
 
 Durability: WAL with `synchronous=NORMAL` (the default) makes a commit survive a crash
@@ -46,8 +45,6 @@ class SqliteWriter:
         # One thread owns the connection: sqlite3 connections are not shared across threads.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._db: sqlite3.Connection | None = None
-        self._checkpointer: sqlite3.Connection | None = None  # the thread's own
-        self._checkpointing: asyncio.Future[None] | None = None
         # Groups run on the event loop when a commit syncs nothing (see above).
         self._inline = self._synchronous == "NORMAL"
         self._since_checkpoint = 0
@@ -73,15 +70,12 @@ class SqliteWriter:
         except _Busy:
             result, written = await loop.run_in_executor(self._thread, self._transact, work, True)
         self._since_checkpoint += written
-        checkpointing = self._checkpointing
-        if (
-            self._inline
-            and self._since_checkpoint >= CHECKPOINT_EVERY
-            and (checkpointing is None or checkpointing.done())
-        ):
-            # Not awaited, one at a time; `close` queues behind it on the thread.
+        if self._inline and self._since_checkpoint >= CHECKPOINT_EVERY:
             self._since_checkpoint = 0
-            self._checkpointing = loop.run_in_executor(self._thread, self._checkpoint)
+            # Awaited: with no commit while it runs, it copies the whole WAL, and the next
+            # commit starts the WAL over. One running beside the commits never catches up,
+            # and the WAL then grows with everything written.
+            await loop.run_in_executor(self._thread, self._checkpoint)
         return result
 
     # On the writer's thread (or, `wait` false, on the loop).
@@ -102,17 +96,13 @@ class SqliteWriter:
         return self._db
 
     def _checkpoint(self) -> None:
-        """On the thread, while the loop may be committing on the writer's connection."""
         with contextlib.suppress(sqlite3.Error):  # PASSIVE: never waits; next time then
-            if self._checkpointer is None:
-                self._checkpointer = sqlite3.connect(self._path, isolation_level=None)
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _disconnect(self) -> None:
-        for db in (self._db, self._checkpointer):
-            if db is not None:
-                db.close()
-        self._db = self._checkpointer = None
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
 
     def _transact(self, work: Work[T], wait: bool) -> tuple[T, int]:
         """On the loop (`wait` false: `_Busy` if the write lock is taken) or the thread."""
