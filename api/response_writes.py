@@ -9,7 +9,8 @@ first (the REST publish's profile: uvicorn's `send` was a fifth of the request).
 `HeldHead` stands between one connection's response cycles and its transport: it
 keeps the head back until the body follows, then writes both together. A body that
 does not follow in the same turn of the event loop (a streamed response that awaits
-something first) does not hold the head longer: it is written at the end of the turn.
+something first) does not hold the head longer: it is written at the end of the turn,
+or as soon as the response is complete (a HEAD response has no body to wait for).
 A large body is written on its own rather than copied behind the head. Everything
 else passes straight through.
 """
@@ -65,10 +66,12 @@ class HeldHead:
         if held is not None:
             self._held = None
             self._cancel_flush()
-            # Closed under it (not through `close`): nothing can be written any more, and
-            # uvloop raises on a write to a closed transport.
-            if not self._transport.is_closing():
+            try:
                 self._transport.write(held)
+            except RuntimeError:
+                # Closed, or its end already sent (a refusal): nothing more can go out,
+                # and from an end-of-turn callback the error would only be logged.
+                pass
         self._flush_handle = None
 
     def close(self) -> None:

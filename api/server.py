@@ -237,6 +237,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle.transport = self._responses  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
 
+    def on_response_complete(self) -> None:
+        # Before anything may close the connection: a response without a body (HEAD)
+        # still has its head held.
+        self._responses.flush()
+        super().on_response_complete()
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         # Whatever comes next is the head of the next request.

@@ -101,14 +101,6 @@ async def test_flush_and_close_write_a_held_head_first() -> None:
     assert responses.is_closing()  # the rest is the transport's own
 
 
-async def test_a_head_held_when_the_transport_is_closed_under_it_is_dropped() -> None:
-    responses, transport = held()
-    responses.write(HEAD)
-    transport.close()  # by the protocol itself, not through the cycle
-    await asyncio.sleep(0)  # the end-of-turn flush writes nothing to a closed transport
-    assert transport.writes == []
-
-
 async def test_nothing_is_written_twice_by_the_end_of_turn_flush() -> None:
     responses, transport = held()
     responses.write(HEAD)
@@ -195,3 +187,37 @@ async def test_a_400_for_a_bad_request_goes_after_a_held_head() -> None:
     transport = await served_on(protocol, REQUEST)
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert transport.writes[1].startswith(b"HTTP/1.1 400 ")
+
+
+async def test_a_head_response_is_written_when_it_completes_before_a_shutdown() -> None:
+    # HEAD: no body follows the head; the server shutting down in the same turn closes
+    # the connection at once, as the response is complete.
+    protocol: Any = None
+
+    async def head_then_shutdown(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"4")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        protocol.shutdown()
+
+    protocol, _ = connected(head_then_shutdown)
+    transport = await served_on(protocol, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"]
+    assert transport.closed
+
+
+async def test_a_held_head_after_the_end_was_sent_raises_nothing() -> None:
+    # A refusal ended the connection (write_eof) while a response was pending: its head,
+    # flushed at the end of the turn, cannot go out, and must not raise there.
+    class Ended(Transport):
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("Cannot call write() after write_eof()")
+
+    loop = asyncio.get_running_loop()
+    failures: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: failures.append(context))
+    responses = HeldHead(Ended(), loop)  # type: ignore[arg-type]
+    responses.expect_head()
+    responses.write(HEAD)
+    await asyncio.sleep(0)
+    assert failures == []
