@@ -49,16 +49,16 @@ class HeldHead:
             self._held = None
             self._cancel_flush()
             if len(data) <= JOIN_LIMIT:
-                self._transport.write(held + data)
+                self._send(held + data)
             else:
-                self._transport.write(held)
-                self._transport.write(data)
+                self._send(held)
+                self._send(data)
         elif self._expect_head and not data.startswith(CONTINUE):  # "100 Continue": now
             self._expect_head = False
             self._held = data
             self._flush_handle = self._loop.call_soon(self.flush)
         else:
-            self._transport.write(data)
+            self._send(data)
 
     def flush(self) -> None:
         """Write a held head now (before anything else is written to the connection)."""
@@ -66,13 +66,17 @@ class HeldHead:
         if held is not None:
             self._held = None
             self._cancel_flush()
-            try:
-                self._transport.write(held)
-            except RuntimeError:
-                # Closed, or its end already sent (a refusal): nothing more can go out,
-                # and from an end-of-turn callback the error would only be logged.
-                pass
+            self._send(held)
         self._flush_handle = None
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._transport.write(data)
+        except RuntimeError:
+            # Closed, or its end already sent (a refused request pipelined behind this
+            # one): nothing more can go out. Dropped, as for a client that has left;
+            # raised, it would be logged as an error of the app's or of a callback.
+            return
 
     def close(self) -> None:
         self.flush()

@@ -138,6 +138,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False
         self._in_head = True
         self._head_bytes = 0
+        self._parsed_head = 0  # the URL and headers of the head being parsed, in bytes
         self._tail = b""  # the last bytes of the head so far: its end may straddle reads
         self._head_timer: asyncio.TimerHandle | None = None
         # When the head being received began (the connection's opening for the first
@@ -209,16 +210,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._parsed_head = 0
         if self._head_started is None:  # the next request on a kept-alive connection
             self._head_started = self.loop.time()
             if self._head_timer is None:
                 self._arm_head_timer(self._limits.head_timeout)
 
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= self._limits.max_headers:
             self._refuse(HEAD_TOO_LARGE)
             raise _Refused
+        self._count_head(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        # What `data_received` counts is per read: a head pipelined behind another in
+        # the same read is counted here, as the parser hands it over.
+        self._parsed_head += size
+        if self._parsed_head > self._limits.max_head_bytes:
+            self._refuse(HEAD_TOO_LARGE)
+            raise _Refused
 
     def on_headers_complete(self) -> None:
         self._in_head = False

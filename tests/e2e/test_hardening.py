@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import resource
 import stat
@@ -364,6 +365,40 @@ async def test_a_head_within_the_limit_is_served(make_server: MakeServer) -> Non
             assert r.status_code == 200
             r = await http.get("/healthz", headers={"X-Pad": "p" * 9000})
             assert r.status_code == 431
+
+
+async def test_a_head_over_the_limit_pipelined_behind_a_small_one_gets_431(
+    make_server: MakeServer,
+) -> None:
+    # Both heads in one read: the second is counted too, not only the bytes of each read.
+    # The refusal ends the connection: the first request's answer, due after it, is
+    # dropped as if the client had gone, without an error in the log.
+    errors = _Errors()
+    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
+    with make_server(**_limited()) as srv:
+        uvicorn_log.addHandler(errors)  # after the server's logging configuration
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "
+            + b"p" * 9000
+            + b"\r\n\r\n"
+        )
+        answer = await _answer(reader)
+        writer.close()
+        assert b"HTTP/1.1 431 " in answer, answer[:300]
+        await asyncio.sleep(0.2)  # the first request's handler has answered by now
+    uvicorn_log.removeHandler(errors)
+    assert errors.messages == []
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @pytest.mark.parametrize(
