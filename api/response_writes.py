@@ -62,12 +62,10 @@ class HeldHead:
 
     def flush(self) -> None:
         """Write a held head now (before anything else is written to the connection)."""
-        held = self._held
+        self._cancel_flush()
+        held, self._held = self._held, None
         if held is not None:
-            self._held = None
-            self._cancel_flush()
             self._send(held)
-        self._flush_handle = None
 
     def _send(self, data: bytes) -> None:
         try:

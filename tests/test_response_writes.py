@@ -140,19 +140,17 @@ async def small(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def connected(app: App) -> tuple[LimitedHttpToolsProtocol, PeerTransport]:
+def connected(app: App) -> LimitedHttpToolsProtocol:
     config = Config(app, access_log=False)
     config.load()
     protocol = protocol_with(HeadLimits(16384, 5.0, 100))(config, ServerState(), {})
-    transport = PeerTransport()
-    protocol.connection_made(transport)  # type: ignore[arg-type]
-    return protocol, transport
+    protocol.connection_made(PeerTransport())  # type: ignore[arg-type]
+    return protocol
 
 
 async def served(app: App, *chunks: bytes) -> PeerTransport:
     """What the protocol writes for `chunks` received, once the app is done."""
-    protocol, _ = connected(app)
-    return await served_on(protocol, *chunks)
+    return await served_on(connected(app), *chunks)
 
 
 async def served_on(protocol: LimitedHttpToolsProtocol, *chunks: bytes) -> PeerTransport:
@@ -183,7 +181,7 @@ async def test_a_400_for_a_bad_request_goes_after_a_held_head() -> None:
         protocol.data_received(b"NOT HTTP\r\n\r\n")
         await send({"type": "http.response.body", "body": b"late"})
 
-    protocol, _ = connected(head_then_garbage)
+    protocol = connected(head_then_garbage)
     transport = await served_on(protocol, REQUEST)
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert transport.writes[1].startswith(b"HTTP/1.1 400 ")
@@ -200,7 +198,7 @@ async def test_a_head_response_is_written_when_it_completes_before_a_shutdown() 
         await send({"type": "http.response.body", "body": b""})
         protocol.shutdown()
 
-    protocol, _ = connected(head_then_shutdown)
+    protocol = connected(head_then_shutdown)
     transport = await served_on(protocol, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"]
     assert transport.closed
