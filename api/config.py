@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     gap_check_interval: float = Field(1.0, gt=0)
     log_json: bool = False
+    # FastAPI's native OpenTelemetry (spans, metrics, logs), for an SDK the deployment
+    # configures. Off, requests and handshakes skip FastAPI's per-call provider check.
+    opentelemetry: bool = False
     # Argon2id cost: lower only where hashing time matters more than resistance (tests).
     password_hash_time_cost: int = Field(3, ge=1, le=20)
     password_hash_memory_kib: int = Field(65536, ge=8, le=4 * 1024 * 1024)

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import WebSocketRequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.exceptions import WebSocketException
@@ -41,6 +42,10 @@ from api.realtime.hub import Hub
 from api.routes import auth, channel, items, monitor, multiplex, ops, pages, state
 from api.runtime import Runtime
 from api.stats import StatsFeed
+
+# Unless OPENTELEMETRY is set: FastAPI otherwise asks the global OpenTelemetry providers
+# on every request and handshake whether an SDK is configured.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -156,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Authenticated real-time channels per item.",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     # The publish route applies MAX_MESSAGE_BYTES itself; this bounds every other body.
     body_limit = max(settings.max_request_bytes, settings.max_message_bytes + 1024)
