@@ -15,7 +15,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from api.deps import current_principal
+from api.deps import AUTHENTICATED_INSIDE, current_principal
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     # /docs' Authorize dialog logs in with a username and password through /auth/token.
@@ -51,7 +51,7 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any] | None]:
 
 
 def needs_credentials(route: APIRoute) -> bool:
-    return current_principal in _calls(route.dependant)
+    return route.endpoint in AUTHENTICATED_INSIDE or current_principal in _calls(route.dependant)
 
 
 def build(app: FastAPI, routers: Iterable[APIRouter]) -> dict[str, Any]:

@@ -111,6 +111,18 @@ async def test_stranger_and_missing_item_get_the_same_404(api: Api) -> None:
     assert await history(api, owner, item) == []
 
 
+async def test_publish_checks_the_credential_then_the_item(api: Api) -> None:
+    owner = await api.user()
+    item = await api.item(owner)
+    anonymous = await api.http.post(messages_url(item), json={"data": 1})
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    # A malformed id says nothing about any item: 422 before the credential is read.
+    malformed = await api.http.post(messages_url("not%20an%20id"), json={"data": 1})
+    assert malformed.status_code == 422, malformed.text
+    assert malformed.json()["detail"][0]["loc"] == ["path", "item_id"]
+
+
 async def test_seqs_are_contiguous_across_senders(api: Api) -> None:
     owner, writer, item = await shared_item(api, "writer")
     got = [
