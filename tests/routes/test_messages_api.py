@@ -111,7 +111,7 @@ async def test_stranger_and_missing_item_get_the_same_404(api: Api) -> None:
     assert await history(api, owner, item) == []
 
 
-async def test_publish_checks_the_credential_then_the_item(api: Api) -> None:
+async def test_publish_without_a_credential_is_401_unless_the_id_is_malformed(api: Api) -> None:
     owner = await api.user()
     item = await api.item(owner)
     anonymous = await api.http.post(messages_url(item), json={"data": 1})
