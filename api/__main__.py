@@ -24,7 +24,8 @@ from api.config import ConfigError, Settings
 from api.db import make_engine, make_session_factory, prepare_sqlite
 from api.errors import Conflict
 from api.routes.schemas import NewCredentials
-from api.server import PROTOCOL, origin_warning, raise_fd_limit
+from api.server import PROTOCOL
+from api.startup import origin_warning, raise_fd_limit
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -18,9 +18,7 @@ It also writes each response's head and body together (`api.response_writes`).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import resource
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,11 +30,11 @@ from uvicorn.server import ServerState
 
 from api.config import Settings
 from api.response_writes import HeldHead
+from api.startup import connections_allowed_by_fd_limit
 
 log = logging.getLogger("api.server")
 
 MAX_HEADERS = 100  # below websockets' 128, whose refusal never reaches the client
-FD_RESERVE = 128  # descriptors kept for the database, the broker, logs
 LINGER = 1.0  # seconds a refused connection is drained so that its answer arrives
 
 
@@ -54,46 +52,6 @@ class HeadLimits:
             head_timeout=settings.request_head_timeout,
             max_connections=settings.max_connections or connections_allowed_by_fd_limit(),
         )
-
-
-def connections_allowed_by_fd_limit() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(64, soft - FD_RESERVE)
-
-
-def raise_fd_limit() -> int:
-    """Raise this process's soft limit on open files to its hard limit; the new soft
-    limit. Workers inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
-    return soft
-
-
-def origin_warning(host: str, settings: Settings) -> str | None:
-    """What to warn about when binding `host` without ALLOWED_ORIGINS: beyond loopback,
-    the allowed origin would follow the request's `Host` header."""
-    if settings.allowed_origins or _is_loopback(host):
-        return None
-    return (
-        f"ALLOWED_ORIGINS is not set and the service listens on {host}: cookie-authenticated "
-        "sockets then accept the origin named by the request's own Host header. Set "
-        "ALLOWED_ORIGINS (and TRUSTED_HOSTS) in production."
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 def _response(status: bytes, body: bytes, *extra: bytes) -> bytes:

@@ -24,7 +24,8 @@ from websockets.exceptions import InvalidStatus
 
 from api.cache import TTLCache
 from api.config import Settings
-from api.server import HeadLimits, origin_warning, protocol_with
+from api.server import HeadLimits, protocol_with
+from api.startup import origin_warning
 from tests.e2e.test_workers import login, shared_item, workers
 from tests.processes import Worker
 from tests.servers import (
