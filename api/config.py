@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = Field("ic-limits", min_length=1, max_length=64)
     max_request_head_bytes: int = Field(16384, ge=4096, le=1024 * 1024)
     request_head_timeout: float = Field(10.0, gt=0)
+    request_body_timeout: float = Field(30.0, gt=0)
     max_connections: int = Field(0, ge=0)  # per process; 0: the open-file limit less 128
     max_history_page_bytes: int = Field(4 * 1024 * 1024, ge=4096)
     # Host names the service answers to (`Host` header; `*.example.com` allowed); empty:

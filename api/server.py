@@ -1,4 +1,4 @@
-"""The HTTP protocol `serve` runs: uvicorn's httptools protocol with limits on request heads.
+"""The HTTP protocol `serve` runs: uvicorn's httptools protocol with limits on requests.
 
 uvicorn applies no limit of its own to a request head on this parser: httptools
 accumulates a header line until it ends (a 256 MiB line costs minutes of CPU), a
@@ -9,7 +9,9 @@ until it runs out of file descriptors. This subclass
   WebSocket upgrade) would exceed `max_head_bytes`, or has more than `max_headers`
   headers, without handing the excess to the parser;
 - closes a connection whose request head is not complete `head_timeout` seconds after
-  the connection opened or the head began (408 when part of it was sent);
+  the connection opened or the head began (408 when part of it was sent), or whose
+  request body is not complete `body_timeout` seconds after its head (408 unless the
+  response has begun);
 - answers 503 and closes a connection accepted beyond `max_connections` in this process.
 
 It also writes each response's head and body together (`api.response_writes`).
@@ -39,18 +41,20 @@ LINGER = 1.0  # seconds a refused connection is drained so that its answer arriv
 
 
 @dataclass(frozen=True, slots=True)
-class HeadLimits:
+class RequestLimits:
     max_head_bytes: int
     head_timeout: float
     max_connections: int
     max_headers: int = MAX_HEADERS
+    body_timeout: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> HeadLimits:
+    def from_settings(cls, settings: Settings) -> RequestLimits:
         return cls(
             max_head_bytes=settings.max_request_head_bytes,
             head_timeout=settings.request_head_timeout,
             max_connections=settings.max_connections or connections_allowed_by_fd_limit(),
+            body_timeout=settings.request_body_timeout,
         )
 
 
@@ -69,6 +73,7 @@ def _response(status: bytes, body: bytes, *extra: bytes) -> bytes:
 
 HEAD_TOO_LARGE = _response(b"431 Request Header Fields Too Large", b"request head too large")
 HEAD_TIMEOUT = _response(b"408 Request Timeout", b"request head not received in time")
+BODY_TIMEOUT = _response(b"408 Request Timeout", b"request body not received in time")
 TOO_MANY_CONNECTIONS = _response(
     b"503 Service Unavailable", b"too many connections", b"retry-after: 1\r\n"
 )
@@ -80,9 +85,9 @@ class _Refused(Exception):
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # Set on a subclass to use other limits than the environment's (tests do).
-    limits: ClassVar[HeadLimits | None] = None
+    limits: ClassVar[RequestLimits | None] = None
     _responses: HeldHead  # the connection's responses, from `connection_made`
-    _from_environment: ClassVar[HeadLimits | None] = None
+    _from_environment: ClassVar[RequestLimits | None] = None
 
     def __init__(
         self,
@@ -98,17 +103,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._parsed_head = 0  # the URL and headers of the head being parsed, in bytes
         self._tail = b""  # the last bytes of the head so far: its end may straddle reads
-        self._head_timer: asyncio.TimerHandle | None = None
+        # One timer for both deadlines, not re-armed for each request of a kept-alive
+        # connection: when it fires it looks at when the head or the body in progress
+        # began, and waits on for it, if any.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
         # When the head being received began (the connection's opening for the first
-        # one); None between heads. The timer is not re-armed for each request of a
-        # kept-alive connection: when it fires it looks at this, and waits on for the
-        # head in progress, if any.
+        # one); None between heads.
         self._head_started: float | None = None
+        # When the body being received began (its head's end); None once it is complete.
+        self._body_started: float | None = None
 
     @classmethod
-    def _environment_limits(cls) -> HeadLimits:
+    def _environment_limits(cls) -> RequestLimits:
         if LimitedHttpToolsProtocol._from_environment is None:
-            LimitedHttpToolsProtocol._from_environment = HeadLimits.from_settings(Settings())
+            LimitedHttpToolsProtocol._from_environment = RequestLimits.from_settings(Settings())
         return LimitedHttpToolsProtocol._from_environment
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -119,10 +128,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().connection_made(transport)
         self._head_started = self.loop.time()
-        self._arm_head_timer(self._limits.head_timeout)
+        self._arm_timer(self._limits.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def refused(self) -> bool:
@@ -171,8 +180,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._parsed_head = 0
         if self._head_started is None:  # the next request on a kept-alive connection
             self._head_started = self.loop.time()
-            if self._head_timer is None:
-                self._arm_head_timer(self._limits.head_timeout)
+            if self._timer is None:
+                self._arm_timer(self._limits.head_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._count_head(len(url))
@@ -195,14 +204,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_started = None  # the timer, if armed, finds nothing to wait for
+        self._head_started = None
+        # Until `on_message_complete`, at once for a request without a body. The timer
+        # armed for the head is kept unless it is due after the body's deadline.
+        now = self.loop.time()
+        self._body_started = now
+        if self._timer is None or self._timer_due > now + self._limits.body_timeout:
+            self._arm_timer(self._limits.body_timeout)
         super().on_headers_complete()
 
     def handle_websocket_upgrade(self) -> None:
         # This protocol is done with the connection: an armed timer would keep it (its
         # parser, buffers and request) alive for as long as the socket's first seconds —
         # 6 KB per socket in the bench's idle-memory figure (24.9 → 30.2 KB at 10,000).
-        self._cancel_head_timer()
+        self._cancel_timer()
         super().handle_websocket_upgrade()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
@@ -220,6 +235,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         # Whatever comes next is the head of the next request.
         self._in_head, self._head_bytes, self._tail = True, 0, b""
+        self._body_started = None
 
     # Refusals.
 
@@ -228,7 +244,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         the answer: so unless `linger` is 0, end our side first and drop what still
         arrives for `linger` seconds before closing."""
         self._refused = True
-        self._cancel_head_timer()
+        self._cancel_timer()
         if self.transport.is_closing():
             return
         self._responses.flush()
@@ -239,32 +255,52 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
-    def _arm_head_timer(self, delay: float) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(delay, self._head_timed_out)
+    def _arm_timer(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer_due = self.loop.time() + delay
+        self._timer = self.loop.call_later(delay, self._deadline_passed)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _deadline_passed(self) -> None:
+        self._timer = None
+        if self._refused or self.transport.is_closing():
+            return
+        if self._in_head and self._head_started is not None:
+            remaining = self._head_started + self._limits.head_timeout - self.loop.time()
+            if remaining <= 0:
+                self._head_timed_out()
+                return
+        elif self._body_started is not None:
+            remaining = self._body_started + self._limits.body_timeout - self.loop.time()
+            if remaining <= 0:
+                self._body_timed_out()
+                return
+        else:
+            return  # between requests: the next head arms it again
+        self._arm_timer(remaining)  # armed for an earlier request: this one began later
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
-        started = self._head_started
-        if started is None or not self._in_head or self._refused or self.transport.is_closing():
-            return
-        remaining = started + self._limits.head_timeout - self.loop.time()
-        if remaining > 0:  # armed for an earlier head: this one began later
-            self._arm_head_timer(remaining)
-            return
         if self._head_bytes:
             self._refuse(HEAD_TIMEOUT)
         else:  # nothing sent at all: nothing to answer
             self._refused = True
             self.transport.close()
 
+    def _body_timed_out(self) -> None:
+        # The app waiting for the body gets a disconnect; one that has begun its
+        # response (it did not need the body) is cut off rather than answered twice.
+        if self.cycle is not None and not self.cycle.response_started:
+            self._refuse(BODY_TIMEOUT)
+        else:
+            self._refused = True
+            self.transport.close()
 
-def protocol_with(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
+
+def protocol_with(limits: RequestLimits) -> type[LimitedHttpToolsProtocol]:
     """The protocol with these limits, for a server in this process (tests)."""
     return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from api.config import Settings
 from api.main import create_app
-from api.server import HeadLimits, protocol_with
+from api.server import RequestLimits, protocol_with
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -98,7 +98,7 @@ class LiveServer:
         self.app: FastAPI = create_app(settings)
         self.port = free_port()
         # The protocol `python -m api serve` runs, with this server's settings.
-        uvicorn_options.setdefault("http", protocol_with(HeadLimits.from_settings(settings)))
+        uvicorn_options.setdefault("http", protocol_with(RequestLimits.from_settings(settings)))
         self.config = uvicorn.Config(
             self.app,
             host="127.0.0.1",

@@ -11,7 +11,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from api.response_writes import JOIN_LIMIT, HeldHead
-from api.server import HeadLimits, LimitedHttpToolsProtocol, protocol_with
+from api.server import LimitedHttpToolsProtocol, RequestLimits, protocol_with
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
@@ -143,7 +143,7 @@ async def small(scope: Any, receive: Any, send: Any) -> None:
 def connected(app: App) -> LimitedHttpToolsProtocol:
     config = Config(app, access_log=False)
     config.load()
-    protocol = protocol_with(HeadLimits(16384, 5.0, 100))(config, ServerState(), {})
+    protocol = protocol_with(RequestLimits(16384, 5.0, 100))(config, ServerState(), {})
     protocol.connection_made(PeerTransport())  # type: ignore[arg-type]
     return protocol
 

@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from api.cache import TTLCache
 from api.config import Settings
-from api.server import HeadLimits, protocol_with
+from api.server import RequestLimits, protocol_with
 from api.startup import origin_warning
 from tests.e2e.test_workers import login, shared_item, workers
 from tests.processes import Worker
@@ -321,7 +321,7 @@ async def test_login_limits_hold_across_workers(make_server: MakeServer, backend
 
 # Request heads: bounded in size and time, connections bounded in number.
 
-HEAD_LIMITS = HeadLimits(max_head_bytes=8192, head_timeout=1.0, max_connections=20)
+HEAD_LIMITS = RequestLimits(max_head_bytes=8192, head_timeout=1.0, max_connections=20)
 
 
 def _limited(**changes: Any) -> dict[str, Any]:
@@ -460,6 +460,90 @@ async def test_each_head_of_a_kept_alive_connection_gets_its_own_deadline(
         writer.write(request[:20])
         assert (await _answer(reader)).startswith(b"HTTP/1.1 408 ")
         writer.close()
+
+
+async def _trickle(writer: asyncio.StreamWriter, data: bytes, every: float) -> None:
+    for byte in data:
+        if writer.is_closing():
+            return
+        writer.write(bytes([byte]))
+        await asyncio.sleep(every)
+
+
+def _post_head(path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+# The head's deadline as long as the body's, and longer: the timer armed for the head
+# is then brought forward.
+@pytest.mark.parametrize("head_timeout", [1.0, 20.0])
+async def test_a_body_still_arriving_at_the_deadline_gets_408_without_an_error(
+    make_server: MakeServer, head_timeout: float
+) -> None:
+    body = b'{"username": "slowpoke", "password": "correct horse battery"}'
+    errors = _Errors()
+    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
+    with make_server(**_limited(body_timeout=1.0, head_timeout=head_timeout)) as srv:
+        uvicorn_log.addHandler(errors)
+        logging.getLogger().addHandler(errors)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(_post_head("/auth/register", len(body)))
+            # The whole body would take 6 s: it is cut off after 1.
+            trickle = asyncio.create_task(_trickle(writer, body, 0.1))
+            answer = await _answer(reader)
+            trickle.cancel()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert answer.endswith(b"request body not received in time")
+            await asyncio.sleep(0.3)  # the handler has seen the disconnect by now
+        finally:
+            uvicorn_log.removeHandler(errors)
+            logging.getLogger().removeHandler(errors)
+        assert errors.messages == []
+        # Nothing was registered from the partial body.
+        async with httpx.AsyncClient(base_url=srv.base_url) as http:
+            login = {"username": "slowpoke", "password": "correct horse battery"}
+            assert (await http.post("/auth/login", json=login)).status_code == 401
+
+
+async def test_each_body_of_a_kept_alive_connection_gets_its_own_deadline(
+    make_server: MakeServer,
+) -> None:
+    # A body sent slowly but within its deadline is served, and the next request's body
+    # is timed from its own head, not from the connection's first request.
+    with make_server(**_limited(body_timeout=1.5, head_timeout=5.0)) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        for n in range(2):
+            body = b'{"username": "patient%d", "password": "correct horse battery"}' % n
+            writer.write(_post_head("/auth/register", len(body)))
+            await _trickle(writer, body, 0.9 / len(body))  # about 0.9 s
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 201 "), head[:200]
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await asyncio.wait_for(reader.readexactly(length), 30)
+            await asyncio.sleep(0.8)  # the first body's deadline passes here
+        writer.close()
+
+
+async def test_a_body_left_unread_after_the_answer_does_not_keep_the_connection(
+    make_server: MakeServer,
+) -> None:
+    # A declared body over the limit is answered 413 at once, before it arrives; a body
+    # still trickling in (which keeps uvicorn's keep-alive timeout from firing) does not
+    # hold the connection, and no 408 follows the 413.
+    with make_server(**_limited(body_timeout=1.0)) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(_post_head("/auth/login", 2_000_000))
+        trickle = asyncio.create_task(_trickle(writer, b"x" * 1000, 0.1))
+        answer = await _answer(reader)
+        trickle.cancel()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        assert b"408" not in answer
 
 
 async def test_connections_beyond_the_cap_get_503_and_are_closed(
