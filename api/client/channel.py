@@ -10,7 +10,7 @@ from api.client import frames
 from api.client.errors import NotRecovered, ProtocolError, StateError
 from api.client.refresh import Tokens
 from api.client.retry import Backoff
-from api.client.sockets import ReconnectingSocket
+from api.client.sockets import MAX_BUFFERED, ReconnectingSocket
 from api.client.types import Message
 
 log = logging.getLogger("api.client")
@@ -25,7 +25,10 @@ class Channel(ReconnectingSocket):
     — several loops one after another continue where the previous one stopped. A drop or
     a 1001/1011/1012/1013 close reconnects with backoff and `since=<last seq received>`;
     a 1008 close raises `ChannelRefused` from the iterator (and from `publish`), except
-    `token expired` when the client can renew its token. Messages are buffered until read.
+    `token expired` when the client can renew its token. Messages are buffered until read,
+    up to `max_buffered`: beyond, the channel takes no more, closes its socket once the
+    publishes sent on it are acknowledged, and resumes once half of the messages are read
+    (publishes wait for the new socket meanwhile).
 
     With `state=True` the socket opts in to the item's state (`?state=1`): `item_state`
     holds the latest `state` frame and `on_state` is called with each (the snapshot after
@@ -44,10 +47,13 @@ class Channel(ReconnectingSocket):
         on_presence: Callable[[dict[str, Any]], None] | None,
         state: bool = False,
         on_state: Callable[[dict[str, Any]], None] | None = None,
+        max_buffered: int | None = MAX_BUFFERED,
     ) -> None:
         if since is not None and (isinstance(since, bool) or since < 0):
             raise ValueError("since must be a non-negative integer")
-        super().__init__(url, tokens, backoff=backoff, timeout=publish_timeout)
+        super().__init__(
+            url, tokens, backoff=backoff, timeout=publish_timeout, max_buffered=max_buffered
+        )
         self._on_presence = on_presence
         self._on_state = on_state
         self._wants_state = state
@@ -111,7 +117,7 @@ class Channel(ReconnectingSocket):
         self.ready = frame
         recovered = frame.get("recovered")
         if recovered is False and self._last_seq is not None:
-            self._inbox.put_nowait(NotRecovered(self._last_seq, last_seq))
+            self._put(NotRecovered(self._last_seq, last_seq))
             if self._last_seq > last_seq:
                 self._last_seq = last_seq  # the server has fewer messages than we saw
             else:
@@ -124,6 +130,8 @@ class Channel(ReconnectingSocket):
         """Handle one frame; False when a message is missing before this one."""
         kind = frame["type"]
         if kind == "message":
+            if self._behind:
+                return True  # resumed from `last_seq` on the next socket
             message = frames.message(frame)
             seq = message["seq"]
             if self._last_seq is not None and seq <= self._last_seq:
@@ -134,7 +142,7 @@ class Channel(ReconnectingSocket):
                 log.warning("seq %s after %s: resuming to fill the gap", seq, self._last_seq)
                 return False
             self._last_seq = seq
-            self._inbox.put_nowait(message)
+            self._put(message)
         elif kind == "ack":
             self._publisher.acks.acked(frame.get("ref"), frames.ack_value(frame))
         elif kind == "error":

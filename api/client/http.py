@@ -14,6 +14,7 @@ from api.client.errors import HTTPError, ProtocolError, ServerUnavailable
 from api.client.multiplex import Multiplex
 from api.client.refresh import Tokens, response_detail
 from api.client.retry import Backoff
+from api.client.sockets import MAX_BUFFERED
 from api.client.types import Item, ItemState, Kind, Member, Message, Presence, Token, User
 
 Role = Literal["reader", "writer"]
@@ -236,6 +237,7 @@ class Client:
         on_presence: Callable[[dict[str, Any]], None] | None = None,
         state: bool = False,
         on_state: Callable[[dict[str, Any]], None] | None = None,
+        max_buffered: int | None = MAX_BUFFERED,
     ) -> Channel:
         """`async with client.channel(item_id, since=N) as channel:` — see `Channel`."""
         return Channel(
@@ -247,9 +249,18 @@ class Client:
             on_presence=on_presence,
             state=state,
             on_state=on_state,
+            max_buffered=max_buffered,
         )
 
-    def connect(self, *, timeout: float = 10.0) -> Multiplex:
+    def connect(
+        self, *, timeout: float = 10.0, max_buffered: int | None = MAX_BUFFERED
+    ) -> Multiplex:
         """`async with client.connect() as ws:` — one socket to `/ws` for any number of
         items; see `Multiplex`. `timeout` bounds each request's wait for its answer."""
-        return Multiplex(f"{self._ws_base}/ws", self.tokens, backoff=self.backoff, timeout=timeout)
+        return Multiplex(
+            f"{self._ws_base}/ws",
+            self.tokens,
+            backoff=self.backoff,
+            timeout=timeout,
+            max_buffered=max_buffered,
+        )

@@ -18,7 +18,7 @@ from api.client import frames
 from api.client.errors import ProtocolError, StateError, SubscribeError
 from api.client.refresh import Tokens
 from api.client.retry import Backoff
-from api.client.sockets import ReconnectingSocket
+from api.client.sockets import MAX_BUFFERED, ReconnectingSocket
 
 log = logging.getLogger("api.client")
 
@@ -51,11 +51,20 @@ class Multiplex(ReconnectingSocket):
 
     After a drop or a retried close the socket reconnects with backoff and subscribes
     every item again with `since=<its last seq>` (and `state` as first asked). 1008 ends
-    it as a channel's would (`ChannelRefused`), `token expired` aside.
+    it as a channel's would (`ChannelRefused`), `token expired` aside. Frames are
+    buffered until read, up to `max_buffered`, as on a channel.
     """
 
-    def __init__(self, url: str, tokens: Tokens, *, backoff: Backoff, timeout: float) -> None:
-        super().__init__(url, tokens, backoff=backoff, timeout=timeout)
+    def __init__(
+        self,
+        url: str,
+        tokens: Tokens,
+        *,
+        backoff: Backoff,
+        timeout: float,
+        max_buffered: int | None = MAX_BUFFERED,
+    ) -> None:
+        super().__init__(url, tokens, backoff=backoff, timeout=timeout, max_buffered=max_buffered)
         self._subs: dict[str, _Subscription] = {}
         self._asked: dict[str, _Subscription] = {}  # ref of a subscribe in flight
         self._dropping: dict[str, asyncio.Future[None]] = {}  # ref of an unsubscribe
@@ -239,9 +248,7 @@ class Multiplex(ReconnectingSocket):
                 if sub.waiter is not None and not sub.waiter.done():
                     sub.waiter.set_exception(SubscribeError(sub.item_id, code, detail))
                 else:  # a resubscription refused: the subscription ends
-                    self._inbox.put_nowait(
-                        {"type": "unsubscribed", "item_id": sub.item_id, "reason": code}
-                    )
+                    self._put({"type": "unsubscribed", "item_id": sub.item_id, "reason": code})
             return True
         if isinstance(ref, str) and ref in self._dropping:
             answered = self._dropping[ref]
@@ -266,16 +273,18 @@ class Multiplex(ReconnectingSocket):
             sub.last_seq = last_seq
         if sub.waiter is not None and not sub.waiter.done():
             sub.waiter.set_result(frame)
-        self._inbox.put_nowait(frame)
+        self._put(frame)
 
     def _ended(self, item_id: str, frame: Frame) -> None:
         """The server ended a subscription (removed from the item, or it was deleted)."""
         sub = self._subs.get(item_id)
         if sub is not None and sub.live:
             del self._subs[item_id]
-            self._inbox.put_nowait(frame)
+            self._put(frame)
 
     def _item_frame(self, sub: _Subscription, frame: Frame) -> bool:
+        if self._behind:
+            return True  # the next socket resubscribes from `last_seq`, with a snapshot
         kind = frame["type"]
         if kind == "message":
             message = frames.message(frame)
@@ -288,14 +297,14 @@ class Multiplex(ReconnectingSocket):
                 log.warning("%r: seq %s after %s: reconnecting", sub.item_id, seq, sub.last_seq)
                 return False
             sub.last_seq = seq
-            self._inbox.put_nowait({"type": "message", **message})
+            self._put({"type": "message", **message})
         elif kind == "state":
             current = None if sub.version is None else {"version": sub.version}
             if frames.newer_state(frame, current):
                 sub.version = frame["version"]
-                self._inbox.put_nowait(frame)
+                self._put(frame)
         else:
-            self._inbox.put_nowait(frame)
+            self._put(frame)
         return True
 
     def _finish(self, failure: BaseException) -> None:

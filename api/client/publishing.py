@@ -29,6 +29,9 @@ class Acks:
         self._pending[ref] = (future, error)
         return ref, future
 
+    def __len__(self) -> int:
+        return len(self._pending)
+
     def forget(self, ref: str) -> None:
         self._pending.pop(ref, None)
 
@@ -74,8 +77,16 @@ class Publisher:
         self._changed = asyncio.Event()  # set (and replaced) when socket or failure change
 
     def attach(self, ws: ClientConnection | None) -> None:
-        if ws is None and self.socket is not None:
+        if ws is None:
             self.acks.fail_all(PublishError("connection_lost", "the socket closed before the ack"))
+        self._use(ws)
+
+    def hold(self) -> None:
+        """New requests wait for the next socket; those sent are still answered on this one."""
+        if self.socket is not None:
+            self._use(None)
+
+    def _use(self, ws: ClientConnection | None) -> None:
         self.socket = ws
         self._changed.set()
         self._changed = asyncio.Event()

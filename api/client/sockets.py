@@ -25,26 +25,54 @@ log = logging.getLogger("api.client")
 # (slow consumer, broker or store unavailable, limits), and drops (1006).
 RETRIED_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
 END = object()  # queued once the socket is over; every later read sees it again
+# Unread entries (messages, frames) a socket holds before it lets go of its connection
+# until its reader catches up: memory stays bounded, and the resume loses nothing.
+MAX_BUFFERED = 10_000
+BEHIND = -1  # `_serve`'s code when the reader fell `max_buffered` entries behind
+ANSWERS_CHECK = 0.5  # seconds between looks at the requests unanswered, when behind
 
 
 class ReconnectingSocket:
     """The connection loop. Subclasses give the query string of the next attempt
     (`_query`), check the first frame (`_on_ready`), send what must go first
     (`_on_open`) and handle the other frames (`_on_frame`, False to reconnect at once: a
-    message is missing). What they receive for their reader goes into `_inbox`; `END`
-    follows the last entry."""
+    message is missing). What they receive for their reader goes through `_put`; `END`
+    follows the last entry.
 
-    def __init__(self, url: str, tokens: Tokens, *, backoff: Backoff, timeout: float) -> None:
+    With `max_buffered` entries unread, the socket stops taking messages (subclasses
+    drop them while `_behind`, to be resumed), lets the requests it has sent be
+    answered, closes its connection and opens the next one once the reader has taken
+    half of the entries; None: no bound."""
+
+    def __init__(
+        self,
+        url: str,
+        tokens: Tokens,
+        *,
+        backoff: Backoff,
+        timeout: float,
+        max_buffered: int | None = MAX_BUFFERED,
+    ) -> None:
+        if max_buffered is not None and (isinstance(max_buffered, bool) or max_buffered < 1):
+            raise ValueError("max_buffered must be a positive integer or None")
         self._url = url
         self._tokens = tokens
         self._backoff = backoff
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._max_buffered = max_buffered
+        self._room = asyncio.Event()  # cleared while the reader is too far behind
+        self._room.set()
         self._publisher = Publisher(timeout)
         self._closed_by_user = False
         self._first_ready: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         #: How many times the socket set out to reconnect after a connection ended.
         self.reconnects = 0
+
+    @property
+    def buffered(self) -> int:
+        """Entries received and not read yet."""
+        return self._inbox.qsize() - (self._publisher.failure is not None)  # END aside
 
     @property
     def connected(self) -> bool:
@@ -94,6 +122,17 @@ class ReconnectingSocket:
 
     # For subclasses.
 
+    @property
+    def _behind(self) -> bool:
+        """The reader is `max_buffered` entries behind: take no more messages."""
+        return not self._room.is_set()
+
+    def _put(self, entry: Any) -> None:
+        """Queue `entry` for the reader."""
+        self._inbox.put_nowait(entry)
+        if self._max_buffered is not None and self._inbox.qsize() >= self._max_buffered:
+            self._room.clear()  # `_serve` lets go of the connection after this frame
+
     async def _next(self) -> Any:
         """The next entry of the inbox; StopAsyncIteration or the failure at the end."""
         self._check_entered()
@@ -104,6 +143,8 @@ class ReconnectingSocket:
                 raise StopAsyncIteration
             assert self._publisher.failure is not None
             raise self._publisher.failure
+        if not self._room.is_set() and self._inbox.qsize() <= (self._max_buffered or 0) // 2:
+            self._room.set()
         return entry
 
     def _ready_now(self) -> None:
@@ -132,6 +173,11 @@ class ReconnectingSocket:
                 code, reason, was_ready = await self._serve(ws)
                 if was_ready:
                     attempt, renewed = 0, False
+                if code == BEHIND:
+                    log.info("%d entries unread; resuming once read", self._inbox.qsize())
+                    await self._room.wait()
+                    self.reconnects += 1
+                    continue
                 if code == 1008:
                     if reason != "token expired" or renewed:
                         raise ChannelRefused(code, reason)
@@ -182,7 +228,20 @@ class ReconnectingSocket:
                 keeper = asyncio.create_task(keep_token_fresh(self._tokens, ws.send))
                 await self._on_open(ws)
                 while True:
-                    for frame in frames.unpack(frames.decode(await ws.recv())):
+                    if not self._behind:
+                        text = await ws.recv()
+                    else:
+                        self._publisher.hold()
+                        if not self._publisher.acks:
+                            await self._let_go(ws)
+                            return BEHIND, "reader behind", was_ready
+                        try:
+                            # The answers awaited may time out unseen: look again.
+                            async with asyncio.timeout(ANSWERS_CHECK):
+                                text = await ws.recv()  # safe to cancel: nothing is lost
+                        except TimeoutError:
+                            continue
+                    for frame in frames.unpack(frames.decode(text)):
                         if not await self._on_frame(frame):
                             return 1006, "gap", was_ready  # leaving `async with` closes ws
         except ConnectionClosed as exc:
@@ -193,6 +252,21 @@ class ReconnectingSocket:
             if keeper is not None:
                 keeper.cancel()
             self._publisher.attach(None)
+
+    async def _let_go(self, ws: ClientConnection) -> None:
+        """Close `ws` while the server may still be sending. What arrives until its close
+        frame is handled (messages dropped, as behind): unread, it would fill the
+        library's queue, which then stops reading, and the close would wait out its
+        timeout."""
+        closing = asyncio.create_task(ws.close())
+        try:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    for frame in frames.unpack(frames.decode(await ws.recv())):
+                        await self._on_frame(frame)
+            await closing
+        finally:
+            closing.cancel()  # cancelled meanwhile: `async with ws` closes it
 
     def _finish(self, failure: BaseException) -> None:
         if self._publisher.failure is not None:
