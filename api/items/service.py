@@ -132,12 +132,14 @@ async def list_members(db: AsyncSession, item_id: str, user_id: str) -> list[tup
 
 async def set_member(
     db: AsyncSession, item_id: str, owner_id: str, username: str, role: Role
-) -> str:
-    """Add or change a member; returns their user id."""
+) -> tuple[str, str]:
+    """Add or change a member; their user id and username as registered (`username`
+    matches it in any case)."""
     await require_owner(db, item_id, owner_id)
-    member_id = await db.scalar(select(User.id).where(same_name(username)))
-    if member_id is None:
+    found = (await db.execute(select(User.id, User.username).where(same_name(username)))).first()
+    if found is None:
         raise NotFound("user not found")
+    member_id, registered = found
     if member_id == owner_id:
         raise Conflict("the owner's role cannot be changed")
     membership = await db.get(Membership, (item_id, member_id))
@@ -150,7 +152,7 @@ async def set_member(
     except IntegrityError as exc:  # the item was deleted meanwhile
         await db.rollback()
         raise NotFound("item not found") from exc
-    return member_id
+    return member_id, registered
 
 
 async def remove_member(db: AsyncSession, item_id: str, owner_id: str, username: str) -> str:

@@ -151,13 +151,13 @@ async def put_member(
 ) -> MemberOut:
     """Add a member or change their role (owner)."""
     try:
-        member_id = await service.set_member(
+        member_id, registered = await service.set_member(
             db, item_id, principal.user_id, username, Role(body.role)
         )
     except (NotFound, Forbidden, Conflict) as exc:
         raise http_error(exc) from exc
     await hub.role_changed(item_id, member_id)
-    return MemberOut(username=username, role=body.role)
+    return MemberOut(username=registered, role=body.role)
 
 
 @router.delete("/{item_id}/members/{username}", status_code=status.HTTP_204_NO_CONTENT)

@@ -268,6 +268,16 @@ async def test_put_member_adds_and_changes_roles(api: Api) -> None:
     assert (await api.http.post(f"/items/{item}/messages", **publish)).status_code == 201
 
 
+async def test_put_member_answers_with_the_name_as_registered(api: Api) -> None:
+    # Names match in any case; the answer names the user as GET /members lists them.
+    owner, member = await api.user(), await api.user()
+    item = await api.item(owner)
+    r = await put_member(api, owner, item, member.username.upper(), "reader")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"username": member.username, "role": "reader"}
+    assert {"username": member.username, "role": "reader"} in await members(api, owner, item)
+
+
 async def test_put_member_unknown_user_is_404(api: Api) -> None:
     owner = await api.user()
     item = await api.item(owner)
