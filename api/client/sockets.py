@@ -243,7 +243,8 @@ class ReconnectingSocket:
                             continue
                     for frame in frames.unpack(frames.decode(text)):
                         if not await self._on_frame(frame):
-                            return 1006, "gap", was_ready  # leaving `async with` closes ws
+                            await self._let_go(ws)
+                            return 1006, "gap", was_ready
         except ConnectionClosed as exc:
             if exc.rcvd is None:
                 return 1006, "", was_ready
@@ -255,9 +256,9 @@ class ReconnectingSocket:
 
     async def _let_go(self, ws: ClientConnection) -> None:
         """Close `ws` while the server may still be sending. What arrives until its close
-        frame is handled (messages dropped, as behind): unread, it would fill the
-        library's queue, which then stops reading, and the close would wait out its
-        timeout."""
+        frame is handled (answers matched; messages dropped when behind, refused after a
+        gap): unread, it would fill the library's queue, which then stops reading, and the
+        close would wait out its timeout."""
         closing = asyncio.create_task(ws.close())
         try:
             with contextlib.suppress(ConnectionClosed):
