@@ -107,7 +107,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # connection: when it fires it looks at when the head or the body in progress
         # began, and waits on for it, if any.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0
         # When the head being received began (the connection's opening for the first
         # one); None between heads.
         self._head_started: float | None = None
@@ -209,7 +208,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # armed for the head is kept unless it is due after the body's deadline.
         now = self.loop.time()
         self._body_started = now
-        if self._timer is None or self._timer_due > now + self._limits.body_timeout:
+        if self._timer is None or self._timer.when() > now + self._limits.body_timeout:
             self._arm_timer(self._limits.body_timeout)
         super().on_headers_complete()
 
@@ -257,7 +256,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_timer(self, delay: float) -> None:
         self._cancel_timer()
-        self._timer_due = self.loop.time() + delay
         self._timer = self.loop.call_later(delay, self._deadline_passed)
 
     def _cancel_timer(self) -> None:
