@@ -130,7 +130,7 @@ class Channel(ReconnectingSocket):
         """Handle one frame; False when a message is missing before this one."""
         kind = frame["type"]
         if kind == "message":
-            if self._behind:
+            if self._resume_later:
                 return True  # resumed from `last_seq` on the next socket
             message = frames.message(frame)
             seq = message["seq"]

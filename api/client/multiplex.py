@@ -283,7 +283,7 @@ class Multiplex(ReconnectingSocket):
             self._put(frame)
 
     def _item_frame(self, sub: _Subscription, frame: Frame) -> bool:
-        if self._behind:
+        if self._resume_later:
             return True  # the next socket resubscribes from `last_seq`, with a snapshot
         kind = frame["type"]
         if kind == "message":

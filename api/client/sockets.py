@@ -40,7 +40,7 @@ class ReconnectingSocket:
     follows the last entry.
 
     With `max_buffered` entries unread, the socket stops taking messages (subclasses
-    drop them while `_behind`, to be resumed), lets the requests it has sent be
+    drop them while `_resume_later`), lets the requests it has sent be
     answered, closes its connection and opens the next one once the reader has taken
     half of the entries; None: no bound."""
 
@@ -62,6 +62,7 @@ class ReconnectingSocket:
         self._max_buffered = max_buffered
         self._room = asyncio.Event()  # cleared while the reader is too far behind
         self._room.set()
+        self._leaving = False  # a socket is being closed: what it still brings is dropped
         self._publisher = Publisher(timeout)
         self._closed_by_user = False
         self._first_ready: asyncio.Future[None] | None = None
@@ -126,6 +127,11 @@ class ReconnectingSocket:
     def _behind(self) -> bool:
         """The reader is `max_buffered` entries behind: take no more messages."""
         return not self._room.is_set()
+
+    @property
+    def _resume_later(self) -> bool:
+        """Drop the messages arriving now: the next socket resumes from the last one taken."""
+        return self._leaving or self._behind
 
     def _put(self, entry: Any) -> None:
         """Queue `entry` for the reader."""
@@ -256,10 +262,11 @@ class ReconnectingSocket:
 
     async def _let_go(self, ws: ClientConnection) -> None:
         """Close `ws` while the server may still be sending. What arrives until its close
-        frame is handled (answers matched; messages dropped when behind, refused after a
-        gap): unread, it would fill the library's queue, which then stops reading, and the
-        close would wait out its timeout."""
+        frame is handled (answers matched, messages dropped): unread, it would fill the
+        library's queue, which then stops reading, and the close would wait out its
+        timeout."""
         closing = asyncio.create_task(ws.close())
+        self._leaving = True
         try:
             with contextlib.suppress(ConnectionClosed):
                 while True:
@@ -267,6 +274,7 @@ class ReconnectingSocket:
                         await self._on_frame(frame)
             await closing
         finally:
+            self._leaving = False
             closing.cancel()  # cancelled meanwhile: `async with ws` closes it
 
     def _finish(self, failure: BaseException) -> None:
